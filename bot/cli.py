@@ -1,0 +1,253 @@
+"""The typer app: flags -> Settings -> objects -> one job call.
+
+This is the only place that maps errors to exit codes (PRODUCT.md §4). Heavy libraries are
+imported inside the commands so that ``revbot --help`` starts fast.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+
+import typer
+
+from bot import __version__
+from bot.errors import EXIT_FAILURE, RevbotError
+
+if TYPE_CHECKING:
+    from datetime import date
+
+    from bot.config import Settings
+    from bot.pnl import Summary
+
+log = logging.getLogger("bot")
+
+app = typer.Typer(
+    name="revbot",
+    help="Stripe revenue reports that run themselves: a ledger, a dashboard, an investor email.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+sandbox_app = typer.Typer(help="The built-in Stripe-compatible sandbox account.", no_args_is_help=True)
+app.add_typer(sandbox_app, name="sandbox")
+
+_state: dict[str, Any] = {"verbose": False}
+
+
+def _fatal(message: str, code: int) -> NoReturn:
+    from bot.logs import REDACT
+
+    typer.echo(f"revbot: {REDACT(message)}", err=True)
+    raise typer.Exit(code=code)
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Every failure becomes one line on stderr and the exit code its class carries."""
+    try:
+        yield
+    except RevbotError as e:
+        _fatal(str(e), e.exit_code)
+    except KeyboardInterrupt:
+        _fatal("interrupted; the ledger is consistent, run the command again", 130)
+    except typer.Exit:
+        raise
+    except Exception as e:  # a bug: still one line, the traceback only with --verbose
+        log.debug("unexpected error", exc_info=True)
+        _fatal(
+            f"unexpected error ({type(e).__name__}: {e}); run with --verbose for details and "
+            "please report it",
+            EXIT_FAILURE,
+        )
+
+
+def _settings(overrides: dict[str, str | None] | None = None, *, require_stripe: bool = True) -> Settings:
+    from bot import logs
+    from bot.config import resolve
+
+    settings = resolve(overrides=overrides, require_stripe=require_stripe)
+    logs.setup(verbose=_state["verbose"], secrets=[s.reveal() for s in settings.secrets])
+    return settings
+
+
+def _check_past(day: date, settings: Settings, flag: str) -> None:
+    """Refuse an unfinished day before anything is opened or written."""
+    from datetime import UTC, datetime
+
+    from bot.periods import require_past_day
+
+    require_past_day(day, now=datetime.now(UTC), tz=settings.tz, flag=flag)
+
+
+def _progress(message: str) -> None:
+    log.info(message)
+
+
+@app.callback()
+def _main(
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Log what revbot does (secrets redacted).")
+    ] = False,
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+) -> None:
+    if version:
+        typer.echo(f"revbot {__version__}")
+        raise typer.Exit()
+    _state["verbose"] = verbose
+    from bot import logs
+
+    logs.setup(verbose=verbose)
+
+
+def _print_summary(title: str, summary: dict[str, Summary]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from bot.money import format_amount
+    from bot.pnl import LINE_NAMES
+
+    table = Table(title=title, title_justify="left")
+    table.add_column("line")
+    for ccy in summary:
+        table.add_column(ccy.upper(), justify="right")
+    for name in LINE_NAMES:
+        table.add_row(
+            name, *(format_amount(s.lines.as_dict()[name], ccy) for ccy, s in summary.items())
+        )
+    table.add_row("transactions", *(str(s.transactions) for s in summary.values()))
+    Console().print(table)
+
+
+@app.command()
+def daily(
+    date: Annotated[
+        str | None,
+        typer.Option("--date", help="Day to sync, YYYY-MM-DD (default: yesterday in REPORT_TIMEZONE)."),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Fetch and compute, but write nothing.")
+    ] = False,
+) -> None:
+    """Sync a day (default yesterday), catch up missed days, re-read the last 3, update the dashboard."""
+    with _errors():
+        from bot import jobs, wiring
+        from bot.lock import exclusive
+        from bot.periods import parse_date
+
+        day = parse_date(date) if date is not None else None
+        settings = _settings()
+        if day is not None:
+            _check_past(day, settings, "--date")
+        # A dry run writes nothing, not even the lock file.
+        with nullcontext() if dry_run else exclusive(settings.data_dir, command="daily"):
+            ledger = wiring.open_ledger(settings, read_only=dry_run)
+            ctx = wiring.make_context(settings, ledger=ledger, progress=_progress)
+            result = jobs.daily(ctx, day=day, dry_run=dry_run)
+        verb = "would sync" if dry_run else "synced"
+        typer.echo(
+            f"{verb} {len(result.days_synced)} day(s) up to {result.day}: {result.fetched} "
+            f"transactions fetched, {result.inserted} new, {result.changed} changed"
+        )
+        _print_summary(f"{result.day} ({settings.timezone})", result.summary)
+        if not dry_run:
+            typer.echo(f"dashboard: {result.dashboard}")
+
+
+@app.command()
+def backfill(
+    since: Annotated[str, typer.Option("--since", help="First day, YYYY-MM-DD (inclusive).")],
+    until: Annotated[
+        str | None, typer.Option("--until", help="Last day, YYYY-MM-DD (inclusive; default yesterday).")
+    ] = None,
+    workers: Annotated[
+        int, typer.Option("--workers", min=1, max=32, help="Concurrent Stripe workers.")
+    ] = 8,
+) -> None:
+    """Fill the ledger and dashboard for a range of days: concurrent, rate-limited, resumable."""
+    with _errors():
+        from bot import jobs, wiring
+        from bot.lock import exclusive
+        from bot.periods import parse_date
+
+        first = parse_date(since, flag="--since")
+        last = parse_date(until, flag="--until") if until else None
+        settings = _settings()
+        _check_past(first, settings, "--since")
+        if last is not None:
+            _check_past(last, settings, "--until")
+        with exclusive(settings.data_dir, command="backfill"):
+            ledger = wiring.open_ledger(settings)
+            ctx = wiring.make_context(settings, ledger=ledger, progress=_progress)
+            result = jobs.backfill(ctx, since=first, until=last, workers=workers)
+        typer.echo(
+            f"backfilled {result.since} … {result.until}: {result.days_fetched} day(s) fetched, "
+            f"{result.days_skipped} already synced, {result.fetched} transactions "
+            f"({result.inserted} new)"
+        )
+        typer.echo(f"dashboard: {result.dashboard}")
+
+
+@app.command()
+def status(
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """From the ledger alone: last synced day, gaps, report runs, emails sent."""
+    with _errors():
+        import json
+
+        from bot import status as status_mod
+        from bot import wiring
+
+        settings = _settings(require_stripe=False)
+        if not (settings.data_dir / "state.sqlite").exists():
+            _fatal(
+                f"no ledger at {settings.data_dir / 'state.sqlite'} yet; run `revbot daily` or "
+                "`revbot backfill --since YYYY-MM-DD` first",
+                EXIT_FAILURE,
+            )
+        ledger = wiring.open_ledger(settings)
+        report = status_mod.collect(ledger, settings.timezone)
+        if json_out:
+            typer.echo(json.dumps(report, indent=2, sort_keys=True))
+        else:
+            typer.echo(status_mod.render_text(report))
+
+
+@app.command()
+def demo(
+    days: Annotated[int, typer.Option("--days", min=7, max=400, help="Days of sandbox history.")] = 90,
+) -> None:
+    """Run backfill and daily against the built-in sandbox into DATA_DIR, and say where to look."""
+    with _errors():
+        from bot import demo as demo_mod
+
+        settings = _settings(
+            {"STRIPE_SECRET_KEY": demo_mod.DEMO_KEY, "STRIPE_MODE": "test"}, require_stripe=True
+        )
+        demo_mod.run(settings, days=days, echo=typer.echo)
+
+
+@sandbox_app.command("serve")
+def sandbox_serve(
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port on 127.0.0.1.")] = 12111,
+) -> None:
+    """Serve the built-in Stripe-compatible sandbox account on 127.0.0.1 until Ctrl-C."""
+    with _errors():
+        from bot.sandbox import serve
+
+        try:
+            serve(port=port)
+        except OSError as e:
+            _fatal(f"cannot listen on 127.0.0.1:{port} ({e.strerror}); choose another --port", 1)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    app(args=argv if argv is not None else sys.argv[1:], prog_name="revbot")
+
+
+__all__ = ["app", "main"]

@@ -1,0 +1,1 @@
+"""Dashboards: the local workbook and the Google Sheet, one interface (see ``base``)."""

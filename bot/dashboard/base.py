@@ -1,0 +1,194 @@
+"""The dashboard interface shared by the local workbook and the Google Sheet (PRODUCT.md §6).
+
+Both implementations receive the same :class:`DashboardUpdate` and turn each row into the
+same typed cells through :func:`cells`, so the jobs cannot tell them apart and the two can
+never drift apart in column order or meaning.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Literal, Protocol
+
+from bot.money import to_major
+from bot.pnl import LINE_NAMES, PnlLines
+
+CellKind = Literal["text", "date", "datetime", "money", "int", "pct", "bool"]
+
+
+@dataclass(frozen=True, slots=True)
+class Cell:
+    """One typed cell. ``value`` is ``None`` for an empty cell.
+
+    text: ``str`` (always written as literal text, never a formula); date: ``date``;
+    datetime: ``datetime`` (aware, already in REPORT_TIMEZONE); money: ``Decimal`` major units
+    with ``currency`` set; int: ``int``; pct: ``Decimal`` fraction (0.125 = 12.5 %);
+    bool: ``bool`` shown as yes/no.
+    """
+
+    kind: CellKind
+    value: str | int | Decimal | date | datetime | bool | None
+    currency: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DailyRow:
+    date: date
+    currency: str
+    lines: PnlLines
+    charges: int
+    refunds_count: int
+    transactions: int
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class MonthlyRow:
+    month: str  # YYYY-MM
+    currency: str
+    lines: PnlLines
+    starting_balance: int | None
+    ending_balance: int | None
+    mom_net_revenue_pct: Decimal | None
+    reconciled: bool
+    source: str  # e.g. "report" or "ledger"
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionRow:
+    id: str
+    created: datetime
+    available_on: datetime
+    type: str
+    reporting_category: str
+    currency: str
+    amount: int
+    fee: int
+    net: int
+    status: str
+    description: str
+    source: str
+
+
+Row = DailyRow | MonthlyRow | TransactionRow
+
+DAILY_COLUMNS: tuple[str, ...] = (
+    "date", "currency", *LINE_NAMES, "charges", "refunds_count", "transactions", "updated_at",
+)  # fmt: skip
+MONTHLY_COLUMNS: tuple[str, ...] = (
+    "month", "currency", *LINE_NAMES,
+    "starting_balance", "ending_balance", "mom_net_revenue_pct", "reconciled", "source",
+)  # fmt: skip
+TRANSACTION_COLUMNS: tuple[str, ...] = (
+    "id", "created", "available_on", "type", "reporting_category", "currency",
+    "amount", "fee", "net", "status", "description", "source",
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class TabSpec:
+    title: str
+    columns: tuple[str, ...]
+    key_width: int  # the first ``key_width`` columns form the row's key
+
+
+DAILY = TabSpec("Daily", DAILY_COLUMNS, 2)
+MONTHLY = TabSpec("Monthly", MONTHLY_COLUMNS, 2)
+TRANSACTIONS = TabSpec("Transactions", TRANSACTION_COLUMNS, 1)
+CHARTS_TITLE = "Charts"
+TABS: tuple[TabSpec, ...] = (DAILY, MONTHLY, TRANSACTIONS)
+
+
+def _money(minor: int | None, currency: str) -> Cell:
+    return Cell("money", None if minor is None else to_major(minor, currency), currency)
+
+
+def _lines(lines: PnlLines, currency: str) -> list[Cell]:
+    d = lines.as_dict()
+    return [_money(d[name], currency) for name in LINE_NAMES]
+
+
+def cells(row: Row) -> tuple[Cell, ...]:
+    """The row's cells in column order of its tab."""
+    if isinstance(row, DailyRow):
+        return (
+            Cell("date", row.date),
+            Cell("text", row.currency.upper()),
+            *_lines(row.lines, row.currency),
+            Cell("int", row.charges),
+            Cell("int", row.refunds_count),
+            Cell("int", row.transactions),
+            Cell("datetime", row.updated_at),
+        )
+    if isinstance(row, MonthlyRow):
+        return (
+            Cell("text", row.month),
+            Cell("text", row.currency.upper()),
+            *_lines(row.lines, row.currency),
+            _money(row.starting_balance, row.currency),
+            _money(row.ending_balance, row.currency),
+            Cell("pct", row.mom_net_revenue_pct),
+            Cell("bool", row.reconciled),
+            Cell("text", row.source),
+        )
+    return (
+        Cell("text", row.id),
+        Cell("datetime", row.created),
+        Cell("datetime", row.available_on),
+        Cell("text", row.type),
+        Cell("text", row.reporting_category),
+        Cell("text", row.currency.upper()),
+        _money(row.amount, row.currency),
+        _money(row.fee, row.currency),
+        _money(row.net, row.currency),
+        Cell("text", row.status),
+        Cell("text", row.description),
+        Cell("text", row.source),
+    )
+
+
+def key_of(row: Row) -> tuple[str, ...]:
+    """The row's key as the text a reader of the tab sees in its key columns."""
+    if isinstance(row, DailyRow):
+        return (row.date.isoformat(), row.currency.upper())
+    if isinstance(row, MonthlyRow):
+        return (row.month, row.currency.upper())
+    return (row.id,)
+
+
+@dataclass(frozen=True, slots=True)
+class DashboardUpdate:
+    """Everything one command writes, handed over at once so an implementation can batch it."""
+
+    daily: Sequence[DailyRow] = ()
+    monthly: Sequence[MonthlyRow] = ()
+    transactions: Sequence[TransactionRow] = ()
+
+    def rows_for(self, tab: TabSpec) -> Sequence[Row]:
+        if tab is DAILY:
+            return self.daily
+        if tab is MONTHLY:
+            return self.monthly
+        return self.transactions
+
+
+@dataclass(slots=True)
+class WriteResult:
+    inserted: dict[str, int] = field(default_factory=dict)
+    updated: dict[str, int] = field(default_factory=dict)
+    location: str = ""
+
+
+class Dashboard(Protocol):
+    """A projection of the ledger: rows are upserted by key, never appended blindly."""
+
+    def apply(self, update: DashboardUpdate) -> WriteResult:
+        """Upsert every row of ``update`` (and create tabs, formats and charts on first use)."""
+        ...
+
+    def describe(self) -> str:
+        """Where a founder looks: a path or a URL."""
+        ...

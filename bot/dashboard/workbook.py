@@ -1,0 +1,250 @@
+"""The local workbook dashboard, ``DATA_DIR/dashboard.xlsx`` (openpyxl).
+
+Same tabs, columns and cell meaning as the Google Sheet. Rows are upserted by key; a row whose
+cells did not change is left as it is, so re-running a day leaves the file's rows identical.
+The file is replaced atomically: a crash leaves the old workbook or the new one.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import zipfile
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bot.dashboard.base import (
+    CHARTS_TITLE,
+    DAILY,
+    MONTHLY,
+    TABS,
+    Cell,
+    DashboardUpdate,
+    Row,
+    TabSpec,
+    WriteResult,
+    cells,
+    key_of,
+)
+from bot.errors import ServiceError
+from bot.money import number_format
+
+if TYPE_CHECKING:
+    from openpyxl import Workbook
+    from openpyxl.worksheet.worksheet import Worksheet
+
+DATE_FORMAT = "yyyy-mm-dd"
+DATETIME_FORMAT = "yyyy-mm-dd hh:mm:ss"
+PCT_FORMAT = "0.0%"
+
+
+def cell_value(cell: Cell) -> tuple[Any, str | None]:
+    """(value openpyxl stores, number format) for a typed cell."""
+    v = cell.value
+    if v is None:
+        return None, None
+    if cell.kind == "money":
+        assert isinstance(v, Decimal) and cell.currency
+        # The only float in revbot: the cell itself. Decimal -> float is exact enough for
+        # display (≤ 15 significant digits); the ledger keeps the exact integers.
+        return float(v), number_format(cell.currency)
+    if cell.kind == "pct":
+        assert isinstance(v, Decimal)
+        return float(v), PCT_FORMAT
+    if cell.kind == "bool":
+        return ("yes" if v else "no"), None
+    if cell.kind == "datetime":
+        assert isinstance(v, datetime)
+        return v.replace(tzinfo=None), DATETIME_FORMAT
+    if cell.kind == "date":
+        return v, DATE_FORMAT
+    return v, None
+
+
+def _key_text(value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.date().isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    return "" if value is None else str(value)
+
+
+class WorkbookDashboard:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def describe(self) -> str:
+        return str(self.path)
+
+    def _load(self) -> Workbook:
+        from openpyxl import Workbook, load_workbook
+
+        if not self.path.exists():
+            wb = Workbook()
+            assert wb.active is not None
+            wb.remove(wb.active)
+            return wb
+        try:
+            return load_workbook(self.path)
+        except (zipfile.BadZipFile, KeyError, OSError, ValueError) as e:
+            raise ServiceError(
+                f"{self.path} is not a valid xlsx workbook ({type(e).__name__}); move it aside "
+                "and run `revbot daily` again to rebuild it from the ledger"
+            ) from None
+
+    def read_rows(self, title: str) -> list[tuple[Any, ...]]:
+        """Data rows of one tab (header excluded), for tests and for the Charts tab."""
+        if not self.path.exists():
+            return []
+        wb = self._load()
+        if title not in wb.sheetnames:
+            return []
+        ws = wb[title]
+        return [tuple(r) for r in ws.iter_rows(min_row=2, values_only=True)]
+
+    def apply(self, update: DashboardUpdate) -> WriteResult:
+        wb = self._load()
+        result = WriteResult(location=str(self.path))
+        for tab in TABS:
+            ws = _ensure_tab(wb, tab)
+            ins, upd = _upsert(ws, tab, update.rows_for(tab))
+            result.inserted[tab.title] = ins
+            result.updated[tab.title] = upd
+        _rebuild_charts(wb)
+        self._save(wb)
+        return result
+
+    def _save(self, wb: Workbook) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".dashboard-", suffix=".xlsx", dir=self.path.parent)
+        os.close(fd)
+        try:
+            wb.save(tmp)
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+def _ensure_tab(wb: Workbook, tab: TabSpec) -> Worksheet:
+    from openpyxl.styles import Font
+
+    if tab.title in wb.sheetnames:
+        ws = wb[tab.title]
+    else:
+        ws = wb.create_sheet(tab.title, index=min(TABS.index(tab), len(wb.sheetnames)))
+    if ws.max_row < 1 or ws.cell(1, 1).value != tab.columns[0]:
+        for col, name in enumerate(tab.columns, 1):
+            c = ws.cell(1, col, name)
+            c.font = Font(bold=True)
+        ws.freeze_panes = "A2"
+        for col, name in enumerate(tab.columns, 1):
+            letter = ws.cell(1, col).column_letter
+            ws.column_dimensions[letter].width = max(12, len(name) + 2)
+    return ws
+
+
+def _write_cell(ws: Worksheet, r: int, c: int, cell: Cell) -> None:
+    value, fmt = cell_value(cell)
+    target = ws.cell(r, c)
+    target.value = value
+    if cell.kind == "text" and isinstance(value, str):
+        # openpyxl turns any string starting with "=" into a formula; Stripe text must stay
+        # literal text whatever it looks like.
+        target.data_type = "s"
+    if fmt:
+        target.number_format = fmt
+
+
+def _same(ws: Worksheet, r: int, row_cells: Sequence[Cell], compare: int) -> bool:
+    for c, cell in enumerate(row_cells[:compare], 1):
+        value, _ = cell_value(cell)
+        if ws.cell(r, c).value != value:
+            return False
+    return True
+
+
+def _upsert(ws: Worksheet, tab: TabSpec, rows: Sequence[Row]) -> tuple[int, int]:
+    index: dict[tuple[str, ...], int] = {}
+    for r, values in enumerate(
+        ws.iter_rows(min_row=2, max_col=tab.key_width, values_only=True), start=2
+    ):
+        if values and values[0] is not None:
+            index[tuple(_key_text(v) for v in values)] = r
+    # Daily's last column, updated_at, says when the figures changed: it is not compared.
+    compare = len(tab.columns) - 1 if tab is DAILY else len(tab.columns)
+    next_row = max(index.values(), default=1) + 1
+    inserted = updated = 0
+    for row in rows:
+        key = key_of(row)
+        row_cells = cells(row)
+        r = index.get(key)
+        if r is None:
+            r = next_row
+            next_row += 1
+            index[key] = r
+            inserted += 1
+        elif _same(ws, r, row_cells, compare):
+            continue
+        else:
+            updated += 1
+        for c, cell in enumerate(row_cells, 1):
+            _write_cell(ws, r, c, cell)
+    return inserted, updated
+
+
+def _rebuild_charts(wb: Workbook) -> None:
+    """The Charts tab is derived from Daily and Monthly: rebuilt whole on each write."""
+    from openpyxl.chart import BarChart, LineChart, Reference
+
+    if CHARTS_TITLE in wb.sheetnames:
+        wb.remove(wb[CHARTS_TITLE])
+    ws = wb.create_sheet(CHARTS_TITLE)
+    net_col_daily = DAILY.columns.index("net_revenue")
+    net_col_monthly = MONTHLY.columns.index("net_revenue")
+    series: list[tuple[str, dict[str, dict[Any, float]]]] = []
+    for title, col in ((DAILY.title, net_col_daily), (MONTHLY.title, net_col_monthly)):
+        per_ccy: dict[str, dict[Any, float]] = defaultdict(dict)
+        for values in wb[title].iter_rows(min_row=2, values_only=True):
+            if values and values[0] is not None and values[1]:
+                per_ccy[str(values[1])][values[0]] = values[col]
+        series.append((title, per_ccy))
+
+    # A pivot (period x currency) per chart, left of the charts, so each chart has
+    # contiguous ranges to point at.
+    col0 = 1
+    anchor_row = 1
+    for title, per_ccy in series:
+        if not per_ccy:
+            continue
+        periods = sorted({p for d in per_ccy.values() for p in d}, key=_key_text)
+        currencies = sorted(per_ccy)
+        ws.cell(1, col0, "date" if title == DAILY.title else "month")
+        for j, ccy in enumerate(currencies, 1):
+            ws.cell(1, col0 + j, ccy)
+        for i, p in enumerate(periods, 2):
+            c = ws.cell(i, col0, p)
+            if isinstance(p, date):
+                c.number_format = DATE_FORMAT
+            for j, ccy in enumerate(currencies, 1):
+                v = per_ccy[ccy].get(p)
+                if v is not None:
+                    ws.cell(i, col0 + j, v)
+        for j, ccy in enumerate(currencies, 1):
+            chart = LineChart() if title == DAILY.title else BarChart()
+            chart.title = f"{title} net revenue, {ccy}"
+            chart.y_axis.title = ccy
+            chart.height, chart.width = 7.5, 16
+            data = Reference(ws, min_col=col0 + j, min_row=1, max_row=len(periods) + 1)
+            cats = Reference(ws, min_col=col0, min_row=2, max_row=len(periods) + 1)
+            chart.add_data(data, titles_from_data=True)
+            chart.set_categories(cats)
+            chart.legend = None
+            ws.add_chart(chart, f"P{anchor_row}")  # right of the pivot tables
+            anchor_row += 16
+        col0 += len(currencies) + 2
+

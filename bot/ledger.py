@@ -1,0 +1,511 @@
+"""The SQLite ledger at ``DATA_DIR/state.sqlite``: the local source of truth (PRODUCT.md §2).
+
+All SQL lives here. Every write happens inside :meth:`Ledger.transaction`, so a crash leaves
+either the old or the new state (SQLite's journal makes the commit atomic).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from bot.errors import RevbotError
+from bot.pnl import Movement
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS transactions (
+    id TEXT PRIMARY KEY,
+    created INTEGER NOT NULL,
+    available_on INTEGER NOT NULL,
+    currency TEXT NOT NULL,
+    amount INTEGER NOT NULL,
+    fee INTEGER NOT NULL,
+    net INTEGER NOT NULL,
+    reporting_category TEXT NOT NULL,
+    type TEXT NOT NULL,
+    status TEXT NOT NULL,
+    description TEXT NOT NULL,
+    source TEXT NOT NULL,
+    livemode INTEGER,
+    raw TEXT NOT NULL,
+    first_seen TEXT NOT NULL,
+    last_changed TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS transactions_created ON transactions (created);
+-- Days are local to a time zone; a change of REPORT_TIMEZONE makes them new days.
+CREATE TABLE IF NOT EXISTS synced_days (
+    timezone TEXT NOT NULL,
+    day TEXT NOT NULL,
+    start INTEGER NOT NULL,
+    end INTEGER NOT NULL,
+    transactions INTEGER NOT NULL,
+    synced_at TEXT NOT NULL,
+    PRIMARY KEY (timezone, day)
+);
+-- Days whose dashboard rows must be (re)written: set in the same transaction as the sync,
+-- cleared only after the dashboard write succeeded, so a crash in between is healed.
+CREATE TABLE IF NOT EXISTS dashboard_pending (
+    timezone TEXT NOT NULL,
+    day TEXT NOT NULL,
+    PRIMARY KEY (timezone, day)
+);
+CREATE TABLE IF NOT EXISTS slices (
+    job TEXT NOT NULL,
+    start INTEGER NOT NULL,
+    end INTEGER NOT NULL,
+    transactions INTEGER NOT NULL,
+    completed_at TEXT NOT NULL,
+    PRIMARY KEY (job, start, end)
+);
+CREATE TABLE IF NOT EXISTS report_runs (
+    report_type TEXT NOT NULL,
+    interval_start INTEGER NOT NULL,
+    interval_end INTEGER NOT NULL,
+    timezone TEXT NOT NULL,
+    mode TEXT NOT NULL,
+    run_id TEXT,
+    status TEXT NOT NULL,
+    file_path TEXT,
+    error TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (report_type, interval_start, interval_end, timezone, mode)
+);
+CREATE TABLE IF NOT EXISTS monthly_results (
+    month TEXT NOT NULL,
+    timezone TEXT NOT NULL,
+    mode TEXT NOT NULL,
+    data TEXT NOT NULL,
+    reconciled INTEGER NOT NULL,
+    computed_at TEXT NOT NULL,
+    PRIMARY KEY (month, timezone, mode)
+);
+CREATE TABLE IF NOT EXISTS sends (
+    month TEXT NOT NULL,
+    recipient TEXT NOT NULL,
+    generation INTEGER NOT NULL,
+    idempotency_key TEXT NOT NULL,
+    status TEXT NOT NULL,
+    provider_id TEXT,
+    intent_at TEXT NOT NULL,
+    sent_at TEXT,
+    PRIMARY KEY (month, recipient, generation)
+);
+CREATE TABLE IF NOT EXISTS alerts (
+    incident TEXT PRIMARY KEY,
+    raised_at TEXT NOT NULL,
+    message TEXT NOT NULL,
+    resolved_at TEXT
+);
+"""
+
+
+class LedgerError(RevbotError):
+    """The ledger file cannot be used as it is."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredTransaction:
+    id: str
+    created: int
+    available_on: int
+    currency: str
+    amount: int
+    fee: int
+    net: int
+    reporting_category: str
+    type: str
+    status: str
+    description: str
+    source: str
+    last_changed: str  # when revbot last saw this transaction change (ISO 8601, UTC)
+
+    def movement(self) -> Movement:
+        return Movement(self.reporting_category, self.currency, self.amount, self.fee, self.net)
+
+
+_TXN_COLUMNS = (
+    "id, created, available_on, currency, amount, fee, net, reporting_category, type, status, "
+    "description, source"
+)
+_STORED_COLUMNS = _TXN_COLUMNS + ", last_changed"
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _source_id(value: Any) -> str:
+    if isinstance(value, Mapping):
+        return str(value.get("id") or "")
+    return "" if value is None else str(value)
+
+
+def _row_from_api(txn: Mapping[str, Any]) -> tuple[Any, ...]:
+    """The stored columns of an API balance transaction; raises ValueError if malformed."""
+    amount, fee, net = (txn["amount"], txn["fee"], txn["net"])
+    for name, v in (("amount", amount), ("fee", fee), ("net", net)):
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise ValueError(f"balance transaction {txn.get('id')}: {name} is not an integer")
+    return (
+        str(txn["id"]),
+        int(txn["created"]),
+        int(txn.get("available_on") or txn["created"]),
+        str(txn["currency"]).lower(),
+        amount,
+        fee,
+        net,
+        str(txn.get("reporting_category") or "other"),
+        str(txn.get("type") or ""),
+        str(txn.get("status") or ""),
+        str(txn.get("description") or ""),
+        _source_id(txn.get("source")),
+        None if txn.get("livemode") is None else int(bool(txn["livemode"])),
+        json.dumps(txn, sort_keys=True, separators=(",", ":")),
+    )
+
+
+class Ledger:
+    """One SQLite connection shared by the process; a lock serialises writers across threads."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        self._conn = conn
+        self.path = path
+        self._lock = threading.RLock()
+
+    @classmethod
+    def open(cls, path: Path, *, read_only: bool = False) -> Ledger:
+        """Open (creating if needed) the ledger at ``path``.
+
+        ``read_only`` (for ``--dry-run``) never creates or changes the file: writes go to an
+        in-memory copy of the schema when the file does not exist yet, and fail otherwise.
+        """
+        try:
+            if read_only and not path.exists():
+                conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+            elif read_only:
+                conn = sqlite3.connect(
+                    f"{path.resolve().as_uri()}?mode=ro",
+                    uri=True,
+                    isolation_level=None,
+                    check_same_thread=False,
+                )
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                conn = sqlite3.connect(
+                    path, isolation_level=None, check_same_thread=False, timeout=30
+                )
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+            if conn.execute("PRAGMA quick_check").fetchone()[0] != "ok":
+                raise sqlite3.DatabaseError("quick_check failed")
+            if read_only and path.exists():
+                return cls(conn, path)
+            conn.executescript(_SCHEMA)
+            version = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            if version is None:
+                conn.execute(
+                    "INSERT INTO meta (key, value) VALUES ('schema_version', ?)",
+                    (str(SCHEMA_VERSION),),
+                )
+            elif int(version[0]) > SCHEMA_VERSION:
+                raise LedgerError(
+                    f"{path} was written by a newer revbot (schema {version[0]}); upgrade revbot"
+                )
+        except sqlite3.DatabaseError as e:
+            # Never start over silently: the ledger holds report runs and sent e-mails.
+            raise LedgerError(
+                f"{path} is not a readable revbot ledger ({e}); move it aside and restore a "
+                "backup, or move it aside and run `revbot backfill` to rebuild it "
+                "(the send history would be lost)"
+            ) from None
+        return cls(conn, path)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """``BEGIN IMMEDIATE`` … ``COMMIT``; rolls back on any exception."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def _query(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            cur = self._conn.execute(sql, tuple(params))
+            return cur.fetchall()
+
+    # -- meta -----------------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        rows = self._query("SELECT value FROM meta WHERE key = ?", (key,))
+        return rows[0][0] if rows else None
+
+    def set_meta(self, conn: sqlite3.Connection, key: str, value: str) -> None:
+        conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+    # -- balance transactions -------------------------------------------------------------
+
+    def upsert_transactions(
+        self, conn: sqlite3.Connection, txns: Iterable[Mapping[str, Any]]
+    ) -> tuple[int, int]:
+        """Insert new and update changed transactions; returns (inserted, changed)."""
+        now = _now()
+        inserted = changed = 0
+        for txn in txns:
+            row = _row_from_api(txn)
+            old = conn.execute("SELECT raw FROM transactions WHERE id = ?", (row[0],)).fetchone()
+            if old is None:
+                conn.execute(
+                    f"INSERT INTO transactions ({_TXN_COLUMNS}, livemode, raw, first_seen, "
+                    "last_changed) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (*row, now, now),
+                )
+                inserted += 1
+            elif old[0] != row[-1]:
+                conn.execute(
+                    "UPDATE transactions SET created=?, available_on=?, currency=?, amount=?, "
+                    "fee=?, net=?, reporting_category=?, type=?, status=?, description=?, "
+                    "source=?, livemode=?, raw=?, last_changed=? WHERE id=?",
+                    (*row[1:], now, row[0]),
+                )
+                changed += 1
+        return inserted, changed
+
+    def transactions_between(self, start: int, end: int) -> list[StoredTransaction]:
+        """Transactions created in ``[start, end)``, oldest first."""
+        rows = self._query(
+            f"SELECT {_STORED_COLUMNS} FROM transactions WHERE created >= ? AND created < ? "
+            "ORDER BY created, id",
+            (start, end),
+        )
+        return [StoredTransaction(*r) for r in rows]
+
+    def transaction_count(self) -> int:
+        return int(self._query("SELECT COUNT(*) FROM transactions")[0][0])
+
+    def raw_transactions(self) -> list[dict[str, Any]]:
+        return [json.loads(r[0]) for r in self._query("SELECT raw FROM transactions ORDER BY id")]
+
+    def livemodes(self, start: int, end: int) -> set[bool]:
+        rows = self._query(
+            "SELECT DISTINCT livemode FROM transactions WHERE created >= ? AND created < ? "
+            "AND livemode IS NOT NULL",
+            (start, end),
+        )
+        return {bool(r[0]) for r in rows}
+
+    # -- synced days and the dashboard queue ----------------------------------------------
+
+    def mark_days_synced(
+        self,
+        conn: sqlite3.Connection,
+        timezone: str,
+        days: Mapping[date, tuple[int, int, int]],
+    ) -> None:
+        """Record ``day -> (start, end, transactions)`` as synced and queue its dashboard rows."""
+        now = _now()
+        for day, (start, end, count) in days.items():
+            conn.execute(
+                "INSERT INTO synced_days (timezone, day, start, end, transactions, synced_at) "
+                "VALUES (?,?,?,?,?,?) ON CONFLICT (timezone, day) DO UPDATE SET "
+                "start=excluded.start, end=excluded.end, transactions=excluded.transactions, "
+                "synced_at=excluded.synced_at",
+                (timezone, day.isoformat(), start, end, count, now),
+            )
+            conn.execute(
+                "INSERT OR IGNORE INTO dashboard_pending (timezone, day) VALUES (?, ?)",
+                (timezone, day.isoformat()),
+            )
+
+    def synced_days(self, timezone: str) -> dict[date, str]:
+        rows = self._query(
+            "SELECT day, synced_at FROM synced_days WHERE timezone = ? ORDER BY day", (timezone,)
+        )
+        return {date.fromisoformat(r[0]): r[1] for r in rows}
+
+    def pending_dashboard_days(self, timezone: str) -> list[date]:
+        rows = self._query(
+            "SELECT day FROM dashboard_pending WHERE timezone = ? ORDER BY day", (timezone,)
+        )
+        return [date.fromisoformat(r[0]) for r in rows]
+
+    def clear_dashboard_pending(self, timezone: str, days: Iterable[date]) -> None:
+        with self.transaction() as conn:
+            conn.executemany(
+                "DELETE FROM dashboard_pending WHERE timezone = ? AND day = ?",
+                [(timezone, d.isoformat()) for d in days],
+            )
+
+    # -- backfill slices ------------------------------------------------------------------
+
+    def completed_slices(self, job: str) -> set[tuple[int, int]]:
+        rows = self._query("SELECT start, end FROM slices WHERE job = ?", (job,))
+        return {(int(r[0]), int(r[1])) for r in rows}
+
+    def complete_slice(
+        self, conn: sqlite3.Connection, job: str, start: int, end: int, count: int
+    ) -> None:
+        conn.execute(
+            "INSERT OR REPLACE INTO slices (job, start, end, transactions, completed_at) "
+            "VALUES (?,?,?,?,?)",
+            (job, start, end, count, _now()),
+        )
+
+    # -- report runs ----------------------------------------------------------------------
+
+    def report_run(
+        self, report_type: str, start: int, end: int, timezone: str, mode: str
+    ) -> dict[str, Any] | None:
+        rows = self._query(
+            "SELECT run_id, status, file_path, error FROM report_runs WHERE report_type=? "
+            "AND interval_start=? AND interval_end=? AND timezone=? AND mode=?",
+            (report_type, start, end, timezone, mode),
+        )
+        if not rows:
+            return None
+        r = rows[0]
+        return {"run_id": r[0], "status": r[1], "file_path": r[2], "error": r[3]}
+
+    def record_report_run(
+        self,
+        report_type: str,
+        start: int,
+        end: int,
+        timezone: str,
+        mode: str,
+        *,
+        run_id: str | None,
+        status: str,
+        file_path: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        now = _now()
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO report_runs (report_type, interval_start, interval_end, timezone, "
+                "mode, run_id, status, file_path, error, created_at, updated_at) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (report_type, interval_start, "
+                "interval_end, timezone, mode) DO UPDATE SET run_id=excluded.run_id, "
+                "status=excluded.status, file_path=excluded.file_path, error=excluded.error, "
+                "updated_at=excluded.updated_at",
+                (report_type, start, end, timezone, mode, run_id, status, file_path, error, now,
+                 now),
+            )  # fmt: skip
+
+    def report_runs(self) -> list[dict[str, Any]]:
+        rows = self._query(
+            "SELECT report_type, interval_start, interval_end, timezone, mode, run_id, status, "
+            "file_path, error, updated_at FROM report_runs ORDER BY interval_start, report_type"
+        )
+        keys = ("report_type", "interval_start", "interval_end", "timezone", "mode", "run_id",
+                "status", "file_path", "error", "updated_at")  # fmt: skip
+        return [dict(zip(keys, r, strict=True)) for r in rows]
+
+    # -- monthly results ------------------------------------------------------------------
+
+    def save_monthly_result(
+        self, month: str, timezone: str, mode: str, data: Mapping[str, Any], reconciled: bool
+    ) -> None:
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO monthly_results (month, timezone, mode, data, reconciled, "
+                "computed_at) VALUES (?,?,?,?,?,?) ON CONFLICT (month, timezone, mode) DO "
+                "UPDATE SET data=excluded.data, reconciled=excluded.reconciled, "
+                "computed_at=excluded.computed_at",
+                (month, timezone, mode, json.dumps(data, sort_keys=True), int(reconciled), _now()),
+            )
+
+    def monthly_result(self, month: str, timezone: str, mode: str) -> dict[str, Any] | None:
+        rows = self._query(
+            "SELECT data, reconciled FROM monthly_results WHERE month=? AND timezone=? AND mode=?",
+            (month, timezone, mode),
+        )
+        if not rows:
+            return None
+        data: dict[str, Any] = json.loads(rows[0][0])
+        data["reconciled"] = bool(rows[0][1])
+        return data
+
+    def monthly_months(self, timezone: str, mode: str) -> list[str]:
+        rows = self._query(
+            "SELECT month FROM monthly_results WHERE timezone=? AND mode=? ORDER BY month",
+            (timezone, mode),
+        )
+        return [r[0] for r in rows]
+
+    # -- sends ----------------------------------------------------------------------------
+
+    def sends(self, month: str | None = None) -> list[dict[str, Any]]:
+        sql = (
+            "SELECT month, recipient, generation, idempotency_key, status, provider_id, "
+            "intent_at, sent_at FROM sends"
+        )
+        params: tuple[Any, ...] = ()
+        if month is not None:
+            sql += " WHERE month = ?"
+            params = (month,)
+        keys = ("month", "recipient", "generation", "idempotency_key", "status", "provider_id",
+                "intent_at", "sent_at")  # fmt: skip
+        rows = self._query(sql + " ORDER BY month, recipient, generation", params)
+        return [dict(zip(keys, r, strict=True)) for r in rows]
+
+    def record_send_intent(self, month: str, recipient: str, generation: int, key: str) -> None:
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO sends (month, recipient, generation, idempotency_key, "
+                "status, intent_at) VALUES (?,?,?,?, 'intent', ?)",
+                (month, recipient, generation, key, _now()),
+            )
+
+    def record_sent(self, month: str, recipient: str, generation: int, provider_id: str) -> None:
+        with self.transaction() as conn:
+            conn.execute(
+                "UPDATE sends SET status='sent', provider_id=?, sent_at=? WHERE month=? AND "
+                "recipient=? AND generation=?",
+                (provider_id, _now(), month, recipient, generation),
+            )
+
+    # -- alerts ---------------------------------------------------------------------------
+
+    def open_incident(self, incident: str, message: str) -> bool:
+        """Record an incident; False if it was already open (so the alert is not repeated)."""
+        with self.transaction() as conn:
+            row = conn.execute(
+                "SELECT resolved_at FROM alerts WHERE incident = ?", (incident,)
+            ).fetchone()
+            if row is not None and row[0] is None:
+                return False
+            conn.execute(
+                "INSERT OR REPLACE INTO alerts (incident, raised_at, message, resolved_at) "
+                "VALUES (?,?,?,NULL)",
+                (incident, _now(), message),
+            )
+            return True
+
+    def resolve_incidents(self, prefix: str) -> None:
+        with self.transaction() as conn:
+            conn.execute(
+                "UPDATE alerts SET resolved_at = ? WHERE incident LIKE ? AND resolved_at IS NULL",
+                (_now(), prefix + "%"),
+            )

@@ -1,0 +1,60 @@
+"""`revbot status`: what the ledger knows, without calling any service."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Any
+
+from bot.ledger import Ledger
+
+
+def gaps(days: list[date]) -> list[tuple[date, date]]:
+    """Inclusive runs of days missing between the first and the last synced day."""
+    out: list[tuple[date, date]] = []
+    for a, b in zip(days, days[1:], strict=False):
+        if (b - a).days > 1:
+            out.append((a + timedelta(days=1), b - timedelta(days=1)))
+    return out
+
+
+def collect(ledger: Ledger, timezone: str) -> dict[str, Any]:
+    synced = sorted(ledger.synced_days(timezone))
+    return {
+        "timezone": timezone,
+        "ledger": str(ledger.path),
+        "transactions": ledger.transaction_count(),
+        "first_synced_day": synced[0].isoformat() if synced else None,
+        "last_synced_day": synced[-1].isoformat() if synced else None,
+        "days_synced": len(synced),
+        "gaps": [{"from": a.isoformat(), "to": b.isoformat()} for a, b in gaps(synced)],
+        "dashboard_pending_days": [d.isoformat() for d in ledger.pending_dashboard_days(timezone)],
+        "report_runs": ledger.report_runs(),
+        "sends": ledger.sends(),
+    }
+
+
+def render_text(report: dict[str, Any]) -> str:
+    lines = [
+        f"ledger: {report['ledger']} ({report['transactions']} transactions)",
+        f"time zone: {report['timezone']}",
+        f"last synced day: {report['last_synced_day'] or 'never'}"
+        + (f" (first {report['first_synced_day']}, {report['days_synced']} days)"
+           if report["first_synced_day"] else ""),
+    ]  # fmt: skip
+    if report["gaps"]:
+        lines.append(
+            "gaps: " + ", ".join(f"{g['from']} … {g['to']}" for g in report["gaps"])
+            + "  (run `revbot backfill --since FROM --until TO`)"
+        )
+    else:
+        lines.append("gaps: none")
+    if report["dashboard_pending_days"]:
+        lines.append(f"dashboard behind by {len(report['dashboard_pending_days'])} day(s)")
+    for run in report["report_runs"]:
+        lines.append(f"report run {run['report_type']} {run['run_id']}: {run['status']}")
+    for send in report["sends"]:
+        lines.append(
+            f"email {send['month']} -> {send['recipient']} (generation {send['generation']}): "
+            f"{send['status']}"
+        )
+    return "\n".join(lines)
