@@ -20,7 +20,9 @@ from bot.errors import EXIT_FAILURE, RevbotError
 if TYPE_CHECKING:
     from datetime import date
 
+    from bot import flows
     from bot.config import Settings
+    from bot.periods import Month
     from bot.pnl import Summary
 
 log = logging.getLogger("bot")
@@ -134,7 +136,7 @@ def daily(
 ) -> None:
     """Sync a day (default yesterday), catch up missed days, re-read the last 3, update the dashboard."""
     with _errors():
-        from bot import jobs, wiring
+        from bot import flows, wiring
         from bot.lock import exclusive
         from bot.periods import parse_date
 
@@ -146,7 +148,15 @@ def daily(
         with nullcontext() if dry_run else exclusive(settings.data_dir, command="daily"):
             ledger = wiring.open_ledger(settings, read_only=dry_run)
             ctx = wiring.make_context(settings, ledger=ledger, progress=_progress)
-            result = jobs.daily(ctx, day=day, dry_run=dry_run)
+            out = flows.daily_flow(
+                ctx,
+                day=day,
+                dry_run=dry_run,
+                archive_dir=settings.data_dir / "archive",
+                mode=settings.key_mode or "test",
+                email=_email(settings, required=False),
+            )
+        result = out.daily
         verb = "would sync" if dry_run else "synced"
         typer.echo(
             f"{verb} {len(result.days_synced)} day(s) up to {result.day}: {result.fetched} "
@@ -155,6 +165,148 @@ def daily(
         _print_summary(f"{result.day} ({settings.timezone})", result.summary)
         if not dry_run:
             typer.echo(f"dashboard: {result.dashboard}")
+        if out.monthly is not None:
+            _print_monthly(out.monthly)
+        if out.deferred:
+            typer.echo(f"monthly report deferred: {out.deferred}")
+
+
+def _email(settings: Settings, *, required: bool) -> flows.Email | None:
+    """The investor email's settings; None when not configured and not required."""
+    from bot import flows, wiring
+
+    if not required and not settings.investor_emails:
+        return None
+    sender, recipients = settings.require_email()
+    return flows.Email(
+        sender=sender,
+        recipients=recipients,
+        mailer=wiring.make_mailer(settings),
+        company=settings.company_name,
+        allow_test_data=settings.stripe_mode != "live",
+    )
+
+
+def _print_monthly(out: flows.MonthlyOutcome) -> None:
+    from bot.pnl import Summary
+
+    r = out.result
+    status = "reconciled" if r.reconciled else "NOT reconciled: " + "; ".join(r.mismatches[:3])
+    typer.echo(f"{r.month} ({r.source}): {status}")
+    _print_summary(
+        f"{r.month.label()}", {c: Summary(currency=c, lines=f.lines) for c, f in r.figures.items()}
+    )
+    if out.skipped_send:
+        typer.echo(out.skipped_send)
+    for s in out.sends:
+        typer.echo(f"email to {s.recipient}: {s.status}")
+
+
+def _check_month(month: Month, settings: Settings) -> None:
+    from datetime import UTC, datetime
+
+    from bot.periods import require_closed_month
+
+    require_closed_month(month, now=datetime.now(UTC), tz=settings.tz)
+
+
+@app.command()
+def monthly(
+    month: Annotated[
+        str | None, typer.Option("--month", help="Month, YYYY-MM (default: the last closed month).")
+    ] = None,
+    no_send: Annotated[bool, typer.Option("--no-send", help="Do not send the investor email.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Compute from what is recorded; create, write and send nothing.")
+    ] = False,
+) -> None:
+    """Stripe's reports for a month, reconciled with the ledger; the Monthly tab; the investor email."""
+    with _errors():
+        from bot import flows, wiring
+        from bot.lock import exclusive
+        from bot.periods import Month
+
+        target = Month.parse(month) if month is not None else None
+        settings = _settings()
+        if target is not None:
+            _check_month(target, settings)
+        email = None if no_send else _email(settings, required=True)
+        with nullcontext() if dry_run else exclusive(settings.data_dir, command="monthly"):
+            ledger = wiring.open_ledger(settings, read_only=dry_run)
+            ctx = wiring.make_context(settings, ledger=ledger, progress=_progress)
+            out = flows.monthly_and_send(
+                ctx,
+                month=target,
+                archive_dir=settings.data_dir / "archive",
+                mode=settings.key_mode or "test",
+                email=email,
+                dry_run=dry_run,
+            )
+        _print_monthly(out)
+
+
+@app.command()
+def resend(
+    month: Annotated[str, typer.Option("--month", help="Month, YYYY-MM.")],
+    to: Annotated[
+        list[str] | None,
+        typer.Option("--to", help="Send only to this address (repeatable; default: every investor)."),
+    ] = None,
+) -> None:
+    """Send a month's email again, to everyone or to the given addresses."""
+    with _errors():
+        from bot import flows, wiring
+        from bot.lock import exclusive
+        from bot.mail.addresses import validate_address
+        from bot.periods import Month
+
+        target = Month.parse(month)
+        addresses = [validate_address(a, variable="--to").lower() for a in to or []]
+        settings = _settings()
+        _check_month(target, settings)
+        email = _email(settings, required=True)
+        assert email is not None
+        with exclusive(settings.data_dir, command="resend"):
+            ledger = wiring.open_ledger(settings)
+            ctx = wiring.make_context(settings, ledger=ledger, need_stripe=False)
+            sends = flows.resend(
+                ctx, month=target, mode=settings.key_mode or "test", email=email, to=addresses
+            )
+        for s in sends:
+            typer.echo(f"email {target} to {s.recipient} (generation {s.generation}): {s.status}")
+
+
+@app.command()
+def preview(
+    month: Annotated[str, typer.Option("--month", help="Month, YYYY-MM.")],
+    out: Annotated[
+        str | None, typer.Option("--out", help="HTML file to write (default: DATA_DIR/preview-YYYY-MM.html).")
+    ] = None,
+) -> None:
+    """Render a month's investor email to an HTML file, without sending anything."""
+    with _errors():
+        from pathlib import Path
+
+        from bot import mailing, wiring
+        from bot.mail.render import render
+        from bot.periods import Month
+
+        target = Month.parse(month)
+        settings = _settings(require_stripe=False)
+        ledger = wiring.open_ledger(settings, read_only=True)
+        report = mailing.build_report(
+            ledger, month=target, timezone=settings.timezone, mode=settings.key_mode or "test",
+            company=settings.company_name,
+        )
+        rendered = render(report)
+        path = Path(out) if out else settings.data_dir / f"preview-{target}.html"
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(rendered.html, encoding="utf-8")
+        except OSError as e:
+            _fatal(f"cannot write {path} ({e.strerror}); choose another --out", EXIT_FAILURE)
+        typer.echo(f"subject: {rendered.subject}")
+        typer.echo(f"wrote {path}")
 
 
 @app.command()
@@ -169,7 +321,8 @@ def backfill(
 ) -> None:
     """Fill the ledger and dashboard for a range of days: concurrent, rate-limited, resumable."""
     with _errors():
-        from bot import jobs, wiring
+        from bot import backfill as backfill_mod
+        from bot import wiring
         from bot.lock import exclusive
         from bot.periods import parse_date
 
@@ -182,7 +335,7 @@ def backfill(
         with exclusive(settings.data_dir, command="backfill"):
             ledger = wiring.open_ledger(settings)
             ctx = wiring.make_context(settings, ledger=ledger, progress=_progress)
-            result = jobs.backfill(ctx, since=first, until=last, workers=workers)
+            result = backfill_mod.backfill(ctx, since=first, until=last, workers=workers)
         typer.echo(
             f"backfilled {result.since} … {result.until}: {result.days_fetched} day(s) fetched, "
             f"{result.days_skipped} already synced, {result.fetched} transactions "

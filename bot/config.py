@@ -14,6 +14,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from bot.errors import ConfigError
+from bot.mail.addresses import parse_address_list, validate_address
 from bot.periods import zone
 
 _KEY_RE = re.compile(r"^(sk|rk)_(live|test)_[A-Za-z0-9]{10,247}$")
@@ -123,6 +124,20 @@ class Settings:
         if self.stripe_key is None:
             return None
         return self.stripe_key.reveal().split("_")[1]
+
+    def require_email(self) -> tuple[str, tuple[str, ...]]:
+        """(sender, investors) for commands that send the investor email."""
+        if not self.investor_emails:
+            raise ConfigError(
+                "INVESTOR_EMAILS is not set; list the investors' addresses, comma-separated "
+                "(or use --no-send)"
+            )
+        if not self.email_from:
+            raise ConfigError(
+                "EMAIL_FROM is not set; set it to the sender, e.g. "
+                "'Acme Finance <finance@acme.com>' (or use --no-send)"
+            )
+        return self.email_from, self.investor_emails
 
     def require_stripe(self) -> Secret:
         if self.stripe_key is None:
@@ -234,16 +249,16 @@ def resolve(
         google_sheets_api_url=_url("GOOGLE_SHEETS_API_URL", src.get("GOOGLE_SHEETS_API_URL")),
         resend_api_key=resend_secret,
         resend_api_url=_url("RESEND_API_URL", src.get("RESEND_API_URL")),
-        email_from=src.get("EMAIL_FROM"),
-        investor_emails=_split(src.get("INVESTOR_EMAILS")),
+        email_from=_sender(src.get("EMAIL_FROM")),
+        investor_emails=parse_address_list(src.get("INVESTOR_EMAILS") or ""),
         company_name=src.get("COMPANY_NAME", "Your company") or "Your company",
         slack_webhook_url=slack_secret,
-        alert_emails=_split(src.get("ALERT_EMAILS")),
+        alert_emails=parse_address_list(src.get("ALERT_EMAILS") or "", variable="ALERT_EMAILS"),
         secrets=tuple(secrets),
     )
 
 
-def _split(value: str | None) -> tuple[str, ...]:
-    if not value:
-        return ()
-    return tuple(part.strip() for part in value.split(",") if part.strip())
+def _sender(value: str | None) -> str | None:
+    if value is None:
+        return None
+    return validate_address(value, variable="EMAIL_FROM", allow_display_name=True)

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+from bot import backfill as backfill_mod
 from bot import jobs, wiring
 from bot.config import Settings
 from bot.lock import exclusive
@@ -26,7 +27,7 @@ def run(settings: Settings, *, days: int, echo: Callable[[str], None]) -> None:
         ledger = wiring.open_ledger(demo_settings)
         ctx = wiring.make_context(demo_settings, ledger=ledger, now=now)
         since = today - timedelta(days=days)
-        result = jobs.backfill(ctx, since=since)
+        result = backfill_mod.backfill(ctx, since=since)
         echo(f"backfill {result.since} … {result.until}: {result.fetched} transactions")
         daily = jobs.daily(ctx)
         echo(f"daily {daily.day}: {daily.fetched} transactions re-read")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -173,6 +173,25 @@ def _row_from_api(txn: Mapping[str, Any]) -> tuple[Any, ...]:
         None if txn.get("livemode") is None else int(bool(txn["livemode"])),
         json.dumps(txn, sort_keys=True, separators=(",", ":")),
     )
+
+
+# The layout of a row for :meth:`Ledger.upsert_report_rows` (``changed_at`` fills both
+# ``first_seen`` and ``last_changed``; ``type`` is stored empty: the report has none).
+REPORT_ROW_COLUMNS = (
+    "id", "created", "available_on", "currency", "amount", "fee", "net", "reporting_category",
+    "status", "description", "source", "livemode", "raw", "changed_at",
+)  # fmt: skip
+
+_REPORT_UPSERT = (
+    f"INSERT INTO transactions ({_TXN_COLUMNS}, livemode, raw, first_seen, last_changed) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, '', ?9, ?10, ?11, ?12, ?13, ?14, ?14) "
+    "ON CONFLICT (id) DO UPDATE SET created=excluded.created, "
+    "available_on=excluded.available_on, currency=excluded.currency, amount=excluded.amount, "
+    "fee=excluded.fee, net=excluded.net, reporting_category=excluded.reporting_category, "
+    "status=excluded.status, description=excluded.description, source=excluded.source, "
+    "livemode=excluded.livemode, raw=excluded.raw, last_changed=excluded.last_changed "
+    "WHERE transactions.type = '' AND transactions.raw <> excluded.raw"
+)
 
 
 class Ledger:
@@ -509,3 +528,54 @@ class Ledger:
                 "UPDATE alerts SET resolved_at = ? WHERE incident LIKE ? AND resolved_at IS NULL",
                 (_now(), prefix + "%"),
             )
+
+    # -- backfill: slices that grow, and the itemized report's bulk path (issue 6) ---------
+
+    def replace_slice(
+        self,
+        conn: sqlite3.Connection,
+        job: str,
+        *,
+        start: int,
+        end: int,
+        count: int,
+        replaces: tuple[int, int] | None = None,
+    ) -> None:
+        """Record ``[start, end)`` as completed, dropping the narrower record it grew from.
+
+        A backfill slice is committed page by page, each commit widening the same slice, so
+        the table keeps one row per slice instead of one per page.
+        """
+        if replaces is not None and replaces != (start, end):
+            conn.execute(
+                "DELETE FROM slices WHERE job = ? AND start = ? AND end = ?", (job, *replaces)
+            )
+        self.complete_slice(conn, job, start, end, count)
+
+    def count_between(self, conn: sqlite3.Connection, start: int, end: int) -> int:
+        """How many transactions were created in ``[start, end)`` (inside a transaction)."""
+        row = conn.execute(
+            "SELECT COUNT(*) FROM transactions WHERE created >= ? AND created < ?", (start, end)
+        ).fetchone()
+        return int(row[0])
+
+    def upsert_report_rows(
+        self, conn: sqlite3.Connection, rows: Iterable[Sequence[Any]]
+    ) -> tuple[int, int]:
+        """Store rows of an itemized activity report in bulk; returns (inserted, changed).
+
+        Each row is :data:`REPORT_ROW_COLUMNS`. The report has no ``type`` column, so such rows
+        are stored with an empty ``type``; that is also how a report row is told apart from
+        one read from the API, which is richer (type, status, fee details) and is therefore
+        never overwritten by a report row. A report row that changed since it was last
+        ingested is updated.
+        """
+        # New rows get rowid max+1 in turn, so the growth of max(rowid) counts the inserts
+        # (an index lookup, where COUNT(*) would scan a million rows per chunk).
+        top = "SELECT COALESCE(MAX(rowid), 0) FROM transactions"
+        rowid_before = conn.execute(top).fetchone()[0]
+        changes_before = conn.total_changes
+        conn.executemany(_REPORT_UPSERT, rows)
+        written = conn.total_changes - changes_before
+        inserted = conn.execute(top).fetchone()[0] - rowid_before
+        return inserted, written - inserted

@@ -7,10 +7,12 @@ reaches the user, and every request passes the shared :class:`~bot.ratelimit.Tok
 from __future__ import annotations
 
 import logging
+import os
 import random
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from bot.config import Secret
@@ -44,6 +46,8 @@ class StripeSource:
         self._key = api_key
         self.api_base = api_base
         self.bucket = TokenBucket(max_rps, sleep=sleep)
+        # Stripe's Files API allows 20 reads per second, whatever the rest allows.
+        self.files_bucket = TokenBucket(min(max_rps, 20.0), sleep=sleep)
         self._timeout = timeout
         self._retries = max_network_retries
         self._budget = rate_limit_budget
@@ -139,6 +143,107 @@ class StripeSource:
         acct = self.call("reading the account", lambda: self.client.v1.accounts.retrieve_current())
         return acct.to_dict()
 
+    # -- Reporting API --------------------------------------------------------------------
+
+    def report_type(self, type_id: str) -> dict[str, Any]:
+        rt = self.call(
+            f"reading report type {type_id}",
+            lambda: self.client.v1.reporting.report_types.retrieve(type_id),
+        )
+        return rt.to_dict()
+
+    def create_report_run(
+        self, type_id: str, parameters: dict[str, Any], *, idempotency_key: str
+    ) -> dict[str, Any]:
+        """Create a run; the key makes a retry after a crash return the same run."""
+        run = self.call(
+            f"creating a {type_id} report run",
+            lambda: self.client.v1.reporting.report_runs.create(
+                {"report_type": type_id, "parameters": parameters},  # type: ignore[typeddict-item]
+                {"idempotency_key": idempotency_key},
+            ),
+        )
+        return run.to_dict()
+
+    def retrieve_report_run(self, run_id: str) -> dict[str, Any]:
+        run = self.call(
+            f"reading report run {run_id}",
+            lambda: self.client.v1.reporting.report_runs.retrieve(run_id),
+        )
+        return run.to_dict()
+
+    def download(self, url: str, dest: Path, *, attempts: int = 5) -> int:
+        """Stream a report file to ``dest`` (atomically); returns its size in bytes.
+
+        The stripe SDK has no method for file contents, so this is plain ``requests`` with the
+        API key, our own retries on 429/5xx, and redirects followed by hand: the key is sent
+        only to the host the URL names, never to another one a redirect points at.
+        """
+        import requests
+
+        what = "downloading a report file"
+        for attempt in range(1, attempts + 1):
+            self.files_bucket.acquire()
+            with self._count_lock:
+                self.requests += 1
+            try:
+                resp = _get_following_redirects(requests, url, self._key.reveal(), self._timeout)
+            except requests.RequestException as e:
+                if attempt == attempts:
+                    raise TemporaryError(
+                        f"cannot reach Stripe while {what} ({type(e).__name__}); try again later"
+                    ) from None
+                self._sleep(min(30.0, 0.5 * 2**attempt))
+                continue
+            with resp:
+                if resp.status_code == 429 or resp.status_code >= 500:
+                    if attempt == attempts:
+                        raise TemporaryError(
+                            f"Stripe answered {resp.status_code} while {what}; try again later"
+                        )
+                    delay = _header_seconds(resp.headers) or min(30.0, 0.5 * 2**attempt)
+                    self.files_bucket.penalize(delay)
+                    continue
+                if resp.status_code in (401, 403):
+                    raise ConfigError(
+                        f"STRIPE_SECRET_KEY ({self._key.masked()}) may not read report files; "
+                        "give the restricted key the Files read permission"
+                    )
+                if resp.status_code != 200:
+                    raise ServiceError(f"Stripe answered {resp.status_code} while {what}")
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                tmp = dest.with_name(dest.name + ".part")
+                size = 0
+                with open(tmp, "wb") as fh:
+                    for chunk in resp.iter_content(chunk_size=1 << 16):
+                        fh.write(chunk)
+                        size += len(chunk)
+                os.replace(tmp, dest)
+                return size
+        raise AssertionError("unreachable")
+
+
+def _get_following_redirects(requests: Any, url: str, key: str, timeout: float) -> Any:
+    from urllib.parse import urljoin, urlsplit
+
+    origin = urlsplit(url).netloc
+    for _ in range(5):
+        headers = {"Authorization": f"Bearer {key}"} if urlsplit(url).netloc == origin else {}
+        resp = requests.get(url, headers=headers, stream=True, timeout=timeout, allow_redirects=False)
+        if resp.status_code not in (301, 302, 303, 307, 308):
+            return resp
+        resp.close()
+        url = urljoin(url, resp.headers.get("Location", ""))
+    raise ServiceError("Stripe's file download redirected too many times")
+
+
+def _header_seconds(headers: Any) -> float | None:
+    try:
+        value = headers.get("Retry-After")
+        return max(0.0, float(value)) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
 
 def _retry_after(e: Exception) -> float | None:
     headers = getattr(e, "headers", None) or getattr(e, "http_headers", None) or {}
@@ -173,4 +278,8 @@ def _convert(e: Exception, what: str, key: Secret) -> RevbotError:
             return ServiceError(f"Stripe sent an unreadable answer while {what}; try again later")
         return TemporaryError(f"Stripe answered {status} while {what}; try again later")
     code = getattr(e, "code", None) or ""
-    return ServiceError(f"Stripe refused {what} (HTTP {status}{', ' + code if code else ''})")
+    detail = " ".join(str(getattr(e, "user_message", "") or "").split())[:300]
+    return ServiceError(
+        f"Stripe refused {what} (HTTP {status}{', ' + code if code else ''})"
+        + (f": {detail}" if detail else "")
+    )

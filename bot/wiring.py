@@ -13,6 +13,7 @@ from bot.ledger import Ledger
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from bot.mail.senders import Mailer
     from bot.stripe_source import StripeSource
 
 
@@ -33,6 +34,19 @@ def make_dashboard(settings: Settings) -> Dashboard:
     from bot.dashboard.workbook import WorkbookDashboard
 
     return WorkbookDashboard(settings.data_dir / "dashboard.xlsx")
+
+
+def make_mailer(settings: Settings) -> Mailer:
+    """Resend when RESEND_API_KEY is set, else the outbox in DATA_DIR."""
+    if settings.resend_api_key:
+        from bot.mail.resend_sender import ResendMailer
+
+        return ResendMailer(
+            api_key=settings.resend_api_key.reveal(), api_url=settings.resend_api_url
+        )
+    from bot.mail.outbox import OutboxMailer
+
+    return OutboxMailer(outbox_dir=settings.data_dir / "outbox")
 
 
 def make_source(settings: Settings) -> StripeSource:

@@ -62,7 +62,7 @@ class Cli:
 def sandbox_account():  # type: ignore[no-untyped-def]
     from bot.sandbox import SandboxAccount
 
-    return SandboxAccount.generate(end=today_utc(), days=45, tz="UTC", seed=11)
+    return SandboxAccount.generate(end=today_utc(), days=75, tz="UTC", seed=11)
 
 
 @pytest.fixture

@@ -1,0 +1,158 @@
+"""The investor email, sent exactly once per (month, recipient, generation) (PRODUCT.md §7.4-5).
+
+Before each send the ledger records the intent; the send carries an ``Idempotency-Key``
+derived from (month, recipient, generation); the provider's id is recorded after. A crash
+between send and record is healed by the next run sending again with the same key, which
+Resend answers without sending twice. Resend forgets keys after 24 hours, so an intent older
+than that is not retried blindly: it is reported for a human to check (`revbot resend`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from bot.errors import ConfigError, RevbotError, ServiceError
+from bot.ledger import Ledger
+from bot.mail.model import CurrencyReport, MonthlyReport, OutgoingEmail
+from bot.mail.render import render
+from bot.mail.senders import Mailer
+from bot.monthly import CurrencyFigures
+from bot.periods import Month
+
+log = logging.getLogger(__name__)
+
+# Resend keeps idempotency keys for 24 hours; stay well inside that window.
+REPLAY_WINDOW = timedelta(hours=23)
+
+
+def idempotency_key(month: str, recipient: str, generation: int) -> str:
+    digest = hashlib.sha256(f"{month}|{recipient.lower()}|{generation}".encode()).hexdigest()[:24]
+    return f"revbot-investor-pnl/{month}/g{generation}/{digest}"
+
+
+def _figures(data: dict[str, Any]) -> dict[str, CurrencyFigures]:
+    return {ccy: CurrencyFigures.from_json(ccy, d) for ccy, d in data["currencies"].items()}
+
+
+def build_report(
+    ledger: Ledger, *, month: Month, timezone: str, mode: str, company: str
+) -> MonthlyReport:
+    """The email's content, from the ledger alone (the month's saved figures and history)."""
+    stored = ledger.monthly_result(str(month), timezone, mode)
+    if stored is None:
+        raise RevbotError(
+            f"no report for {month} in the ledger yet; run `revbot monthly --month {month} "
+            "--no-send` first"
+        )
+    figures = _figures(stored)
+    history_months = [month]
+    for _ in range(11):
+        history_months.insert(0, history_months[0].previous())
+    past: dict[str, dict[str, CurrencyFigures]] = {}
+    for m in history_months[:-1]:
+        data = ledger.monthly_result(str(m), timezone, mode)
+        if data is not None:
+            past[str(m)] = _figures(data)
+    prev = past.get(str(month.previous()), {})
+    currencies = []
+    for ccy, f in sorted(figures.items()):
+        history = tuple(
+            (str(m), past[str(m)][ccy].lines.net_revenue)
+            for m in history_months[:-1]
+            if ccy in past.get(str(m), {})
+        ) + ((str(month), f.lines.net_revenue),)
+        currencies.append(
+            CurrencyReport(
+                currency=ccy,
+                lines=f.lines,
+                previous=prev[ccy].lines if ccy in prev else None,
+                starting_balance=f.starting_balance,
+                ending_balance=f.ending_balance,
+                history=history,
+            )
+        )
+    computed = stored.get("generated_at") or "2000-01-01T00:00:00+00:00"
+    return MonthlyReport(
+        company=company,
+        month=str(month),
+        timezone=timezone,
+        livemode=bool(stored.get("livemode")),
+        reconciled=bool(stored["reconciled"]),
+        currencies=tuple(currencies),
+        generated_at=datetime.fromisoformat(computed),
+    )
+
+
+@dataclass(frozen=True)
+class SendOutcome:
+    recipient: str
+    generation: int
+    status: str  # sent | already-sent | uncertain | outbox
+    provider_id: str | None = None
+
+
+def send_month(
+    ledger: Ledger,
+    report: MonthlyReport,
+    *,
+    sender: str,
+    recipients: Sequence[str],
+    mailer: Mailer,
+    new_generation: bool = False,
+    allow_test_data: bool = True,
+    now: datetime | None = None,
+) -> list[SendOutcome]:
+    """One message per recipient. ``new_generation`` (for `resend`) sends again on purpose."""
+    if not report.livemode and not allow_test_data:
+        raise ConfigError(
+            f"the {report.month} figures are test-mode data and STRIPE_MODE=live: nothing was "
+            "sent to investors; run with a live key"
+        )
+    now = now or datetime.now(UTC)
+    rendered = render(report)
+    outcomes: list[SendOutcome] = []
+    for recipient in recipients:
+        history = [s for s in ledger.sends(report.month) if s["recipient"] == recipient]
+        latest = max(history, key=lambda s: s["generation"], default=None)
+        if latest is None or (new_generation and latest["status"] == "sent"):
+            generation = 1 if latest is None else latest["generation"] + 1
+        else:
+            generation = latest["generation"]
+            if latest["status"] == "sent":
+                outcomes.append(SendOutcome(recipient, generation, "already-sent", latest["provider_id"]))
+                continue
+            intent_at = datetime.fromisoformat(latest["intent_at"])
+            if now - intent_at > REPLAY_WINDOW:
+                log.warning(
+                    "%s: an earlier send to %s may or may not have gone out (%s); not sending "
+                    "again automatically", report.month, recipient, latest["intent_at"],
+                )
+                outcomes.append(SendOutcome(recipient, generation, "uncertain"))
+                continue
+        key = idempotency_key(report.month, recipient, generation)
+        ledger.record_send_intent(report.month, recipient, generation, key)
+        email = OutgoingEmail.addressed(rendered, sender=sender, to=recipient)
+        try:
+            provider_id = mailer.send(email, idempotency_key=key)
+        except ServiceError as e:
+            if type(e).__name__ != "IdempotencyConflictError":
+                raise
+            # The key was already used for a message: it went out before a crash.
+            provider_id = "accepted-earlier"
+        ledger.record_sent(report.month, recipient, generation, provider_id)
+        outcomes.append(SendOutcome(recipient, generation, "sent", provider_id))
+    return outcomes
+
+
+def pending_recipients(ledger: Ledger, month: str, recipients: Sequence[str]) -> list[str]:
+    """Recipients who have no sent message for ``month`` yet."""
+    sent = {s["recipient"] for s in ledger.sends(month) if s["status"] == "sent"}
+    return [r for r in recipients if r not in sent]
+
+
+__all__ = ["SendOutcome", "build_report", "idempotency_key", "send_month"]
