@@ -120,4 +120,12 @@ def daily_flow(
         # The day is synced; the month waits for Stripe and tomorrow's run tries again.
         out.deferred = str(e)
         log.warning("monthly report for %s deferred: %s", due, e)
+        return out
+    # Reconciling may have synced the whole month, which can leave never-synced days between
+    # it and today's window: catch them up now rather than on the next run.
+    synced = ctx.ledger.synced_days(ctx.tz_name)
+    gap = [d for d in jobs.plan_daily_days(out.daily.day, synced) if d not in synced]
+    if gap:
+        jobs.sync_days(ctx, gap, dry_run=False)
+        jobs.refresh_dashboard(ctx)
     return out
