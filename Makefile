@@ -33,8 +33,12 @@ demo: $(STAMP)
 daily: $(STAMP)
 	$(BIN)/revbot daily
 
+# The crontab line for this checkout; add it with `crontab -e`. Paths are absolute because cron
+# starts in $HOME with a bare PATH; the log goes to DATA_DIR as revbot itself resolves it
+# (environment > .env > ./revbot-data), so `make -s cron` prints exactly what revbot will use.
 cron:
-	@echo "15 6 * * * cd $(CURDIR) && $(CURDIR)/$(BIN)/revbot daily >> $(CURDIR)/revbot-data/daily.log 2>&1"
+	@test -x $(BIN)/revbot || { echo "make cron: revbot is not installed in $(VENV) yet; run 'make install' first" >&2; exit 1; }
+	@$(BIN)/python -c 'import shlex, sys; from pathlib import Path; from bot.config import resolve; sys.excepthook = lambda t, e, tb: sys.exit(f"make cron: {e}"); d = resolve(require_stripe=False).data_dir; log = d / "daily.log"; q = lambda p: shlex.quote(str(p)).replace("%", "\\%"); print(f"15 6 * * * cd {q(Path.cwd())} && mkdir -p {q(d)} && {q(sys.argv[1])} daily >> {q(log)} 2>&1")' '$(abspath $(BIN))/revbot'
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
