@@ -1,15 +1,64 @@
-"""`revbot backfill`: fill the ledger for a range of days, concurrently and resumably."""
+"""`revbot backfill`: fill the ledger for a range of days, fast (issue 6).
+
+Two ways to get there:
+
+``via="api"`` (the default) lists balance transactions. The range, minus the days already
+synced and the slices an earlier run completed, is cut into time slices, and up to ``workers``
+threads page them concurrently, all through the source's one token bucket (STRIPE_MAX_RPS),
+so the run goes at the rate limit instead of at the latency. A worker left without a slice
+takes the older half of the remaining range of the busiest slice (work stealing), so skewed
+data, most transactions on a few days, still spreads across the workers; each split costs at
+most one partly filled page. Every page is committed together with the part of its slice it
+completes, and a day is marked synced in the same transaction as the page that completes it,
+so a killed backfill resumes without fetching a completed slice again.
+
+``via="report"`` runs ``balance_change_from_activity.itemized.3`` for the range and streams
+its CSV into the ledger in bounded memory, then lists through the API, by type, the few
+transactions that report leaves out (payouts, transfers, top-ups, reserves).
+"""
 
 from __future__ import annotations
 
+import bisect
+import csv
+import itertools
+import json
+import logging
+import queue
+import re
+import sys
 import threading
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import IO, Any, Protocol
+from zoneinfo import ZoneInfo
 
-from bot.errors import UsageError
-from bot.jobs import Context, _bounds, _fetch_run, refresh_dashboard
-from bot.periods import iter_days, require_past_day, yesterday
+from bot.errors import ServiceError, UsageError
+from bot.jobs import Context, Source, refresh_dashboard
+from bot.ledger import Ledger
+from bot.money import MoneyError, exponent, to_minor
+from bot.periods import Interval, day_interval, days_interval, iter_days, require_past_day, yesterday
+
+log = logging.getLogger(__name__)
+
+JOB = "backfill:balance_transactions"  # the key of this job's rows in the ledger's slices
+PAGE_SIZE = 100  # Stripe's largest list page; StripeSource asks for it
+SPLIT_MIN = 2 * PAGE_SIZE  # split a slice only when its rest looks worth two pages or more
+VIAS = ("api", "report")
+
+# Balance transaction types whose reporting category is not activity (PRODUCT.md §5), so the
+# itemized activity report leaves them out; values from the `type` filter's list in Stripe's
+# API spec.
+NON_ACTIVITY_TYPES: tuple[str, ...] = (
+    "payout", "payout_cancel", "payout_failure", "transfer", "transfer_cancel",
+    "transfer_failure", "transfer_refund", "topup", "topup_reversal", "reserved_funds",
+    "reserve_transaction",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -21,58 +70,918 @@ class BackfillResult:
     fetched: int
     inserted: int
     dashboard: str
+    changed: int = 0
+    pages: int = 0  # list pages read (429 retries not counted)
+    slices: int = 0  # slices paged, splits included
+    seconds: float = 0.0  # fetching and storing, without the dashboard write
+    via: str = "api"
+
+
+# -- intervals --------------------------------------------------------------------------------
+
+
+class IntervalSet:
+    """A union of half-open ``[start, end)`` integer intervals, kept merged and sorted."""
+
+    def __init__(self, intervals: Iterable[tuple[int, int]] = ()) -> None:
+        self._starts: list[int] = []
+        self._ends: list[int] = []
+        for start, end in intervals:
+            self.add(start, end)
+
+    def add(self, start: int, end: int) -> None:
+        if end <= start:
+            return
+        i = bisect.bisect_left(self._ends, start)  # first interval ending at or after start
+        j = bisect.bisect_right(self._starts, end)  # intervals from i to j-1 overlap or touch
+        if i < j:
+            start = min(start, self._starts[i])
+            end = max(end, self._ends[j - 1])
+        self._starts[i:j] = [start]
+        self._ends[i:j] = [end]
+
+    def covers(self, start: int, end: int) -> bool:
+        if end <= start:
+            return True
+        i = bisect.bisect_right(self._starts, start) - 1
+        return i >= 0 and self._ends[i] >= end
+
+    def gaps(self, start: int, end: int) -> list[tuple[int, int]]:
+        """The parts of ``[start, end)`` not in the set, oldest first."""
+        out: list[tuple[int, int]] = []
+        cursor = start
+        i = bisect.bisect_right(self._ends, start)
+        while i < len(self._starts) and self._starts[i] < end:
+            if self._starts[i] > cursor:
+                out.append((cursor, self._starts[i]))
+            cursor = max(cursor, self._ends[i])
+            i += 1
+        if cursor < end:
+            out.append((cursor, end))
+        return out
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        return iter(list(zip(self._starts, self._ends, strict=True)))
+
+    def total(self) -> int:
+        return sum(e - s for s, e in zip(self._starts, self._ends, strict=True))
+
+
+def split_evenly(gaps: Sequence[tuple[int, int]], pieces: int) -> list[tuple[int, int]]:
+    """Cut ``gaps`` into about ``pieces`` slices of similar length, newest first.
+
+    Each gap gets a share of the pieces in proportion to its length (at least one); slices
+    are whole seconds, adjacent and half-open, so together they are exactly the gaps.
+    """
+    gaps = [(s, e) for s, e in gaps if e > s]
+    total = sum(e - s for s, e in gaps)
+    out: list[tuple[int, int]] = []
+    for start, end in gaps:
+        n = max(1, min(end - start, round(pieces * (end - start) / total)))
+        cuts = [start + (end - start) * k // n for k in range(n + 1)]
+        out.extend((a, b) for a, b in zip(cuts, cuts[1:], strict=False) if b > a)
+    return sorted(out, reverse=True)
+
+
+# -- progress ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a backfill stands; ``covered`` counts seconds of the range read completely."""
+
+    transactions: int
+    pages: int
+    requests: int
+    covered: int
+    total: int
+    elapsed: float
+
+    @property
+    def fraction(self) -> float:
+        return 1.0 if self.total <= 0 else min(1.0, self.covered / self.total)
+
+    @property
+    def rate(self) -> float:
+        """Requests per second so far."""
+        return self.requests / self.elapsed if self.elapsed > 0 else 0.0
+
+    def eta(self) -> float | None:
+        """Seconds left, assuming the rest of the range goes as fast as what is done."""
+        if self.covered <= 0 or self.elapsed <= 0:
+            return None
+        return self.elapsed * (self.total - self.covered) / self.covered
+
+
+class Reporter(Protocol):
+    """Told how a backfill advances; called from worker threads."""
+
+    def start(self, progress: Progress) -> None: ...
+
+    def update(self, progress: Progress) -> None: ...
+
+    def finish(self, progress: Progress) -> None: ...
+
+
+def _clock_text(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    s = int(seconds + 0.5)
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def describe(p: Progress) -> str:
+    return (
+        f"backfill: {p.fraction:.0%} of the range, {p.transactions:,} transactions, "
+        f"{p.pages:,} pages, {p.rate:.1f} req/s, elapsed {_clock_text(p.elapsed)}, "
+        f"ETA {_clock_text(p.eta())}"
+    )
+
+
+class LogReporter:
+    """Plain lines, at most one every ``every`` seconds (for logs and pipes)."""
+
+    def __init__(self, emit: Callable[[str], None], *, every: float = 2.0) -> None:
+        self._emit = emit
+        self._every = every
+        self._last = 0.0
+        self._lock = threading.Lock()
+
+    def start(self, progress: Progress) -> None:
+        self._last = time.monotonic()
+        self._emit(f"backfill: {progress.total:,} seconds of history to read")
+
+    def update(self, progress: Progress) -> None:
+        with self._lock:
+            now = time.monotonic()
+            if now - self._last < self._every:
+                return
+            self._last = now
+        self._emit(describe(progress))
+
+    def finish(self, progress: Progress) -> None:
+        self._emit(describe(progress))
+
+
+class RichReporter:
+    """A rich progress bar on stderr: share of the range, transactions, pages, req/s, ETA."""
+
+    def __init__(self, stream: IO[str] | None = None) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            TaskProgressColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+        from rich.progress import Progress as RichProgress
+
+        self._bar = RichProgress(
+            TextColumn("backfill"),
+            BarColumn(),
+            TaskProgressColumn(),
+            TextColumn(
+                "{task.fields[txns]:,} transactions · {task.fields[pages]:,} pages · "
+                "{task.fields[rps]:.1f} req/s"
+            ),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=Console(file=stream or sys.stderr),
+            transient=False,
+        )
+        self._task: Any = None
+
+    def start(self, progress: Progress) -> None:
+        self._bar.start()
+        self._task = self._bar.add_task("backfill", total=max(1, progress.total), txns=0, pages=0, rps=0.0)
+
+    def update(self, progress: Progress) -> None:
+        self._bar.update(
+            self._task,
+            completed=progress.covered,
+            txns=progress.transactions,
+            pages=progress.pages,
+            rps=progress.rate,
+        )
+
+    def finish(self, progress: Progress) -> None:
+        self.update(progress)
+        self._bar.stop()
+
+
+# -- the concurrent API path ------------------------------------------------------------------
+
+
+class StripePages:
+    """One page of balance transactions at a time, as plain dicts, with a moving filter.
+
+    Goes through ``StripeSource.call`` (the shared bucket, 429 handling, error conversion)
+    but asks the client for the raw response: building ``StripeObject``s and converting them
+    back with ``to_dict()`` costs about three times the CPU of the rest of a page, and with
+    eight workers on two cores that decides whether the bucket stays saturated. (This is
+    StripeSource's job; it lives here until StripeSource grows a ``list_page``.)
+    """
+
+    def __init__(self, source: Any) -> None:
+        if not (hasattr(source, "call") and hasattr(source, "client")):
+            raise TypeError("backfill needs a StripeSource")
+        self.source = source
+
+    def page(
+        self,
+        *,
+        gte: int,
+        lt: int,
+        starting_after: str | None = None,
+        type: str | None = None,
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """Transactions created in ``[gte, lt)``, newest first, after the cursor; has_more."""
+        params: dict[str, Any] = {"created": {"gte": gte, "lt": lt}, "limit": PAGE_SIZE}
+        if starting_after is not None:
+            params["starting_after"] = starting_after
+        if type is not None:
+            params["type"] = type
+        client = self.source.client
+        response = self.source.call(
+            f"listing {type or 'balance'} transactions",
+            lambda: client.raw_request("get", "/v1/balance_transactions", **params),
+        )
+        body = response.data
+        try:
+            return list(body["data"]), bool(body["has_more"])
+        except (KeyError, TypeError):
+            raise ServiceError("Stripe sent a list of balance transactions without its data") from None
+
+    def iter_pages(self, interval: Interval, *, type: str | None = None) -> Iterator[list[dict[str, Any]]]:
+        after: str | None = None
+        while True:
+            data, has_more = self.page(gte=interval.start, lt=interval.end, starting_after=after, type=type)
+            yield data
+            if not has_more or not data:
+                return
+            after = str(data[-1]["id"])
+
+
+
+
+@dataclass(frozen=True)
+class FetchStats:
+    fetched: int
+    inserted: int
+    changed: int
+    pages: int
+    slices: int
+    days_synced: int
+    seconds: float
+
+
+@dataclass(eq=False)
+class _Slice:
+    """A time slice being paged newest first. ``floor`` rises when a worker splits off its
+    older part; ``low`` is the oldest ``created`` read so far; ``committed`` is where the
+    part of the slice already stored begins (``[committed, end)`` is done)."""
+
+    start: int
+    end: int
+    floor: int = 0
+    low: int | None = None
+    density: float = 0.0  # transactions per second on the last page read
+    final: bool = False  # the last page was partly filled: nothing older is left
+    committed: int = 0
+    count: int = 0
+
+    def __post_init__(self) -> None:
+        self.floor = self.start
+        self.committed = self.end
+
+
+class _Engine:
+    def __init__(
+        self,
+        *,
+        ledger: Ledger,
+        source: Source,
+        slices: Sequence[tuple[int, int]],
+        tz: ZoneInfo,
+        days: Sequence[date],
+        workers: int,
+        split_min: float,
+        reporter: Reporter | None,
+    ) -> None:
+        self.ledger = ledger
+        self.source = source
+        self.pages = StripePages(source)
+        self.tz = tz
+        self.workers = max(1, workers)
+        self.split_min = split_min
+        self.reporter = reporter
+        self._cond = threading.Condition()
+        self._pending = [_Slice(s, e) for s, e in slices]
+        self._active: set[_Slice] = set()
+        self._abort = False
+        self._errors: list[BaseException] = []
+        self._coverage = IntervalSet(ledger.completed_slices(JOB))
+        bounds = [(d, day_interval(d, tz)) for d in sorted(days)]
+        self._days = [(iv.start, iv.end, d) for d, iv in bounds if not self._coverage.covers(iv.start, iv.end)]
+        self._day_starts = [s for s, _, _ in self._days]
+        self._marked: set[date] = set()
+        self._early_days = [d for d, iv in bounds if self._coverage.covers(iv.start, iv.end)]
+        self.total = sum(e - s for s, e in slices)
+        self.covered = 0
+        self.fetched = self.inserted = self.changed = self.pages_read = 0
+        self.slices = len(self._pending)
+        self._started = time.monotonic()
+        self._requests0 = int(getattr(source, "requests", 0))
+
+    # -- bookkeeping shared by the workers ----------------------------------------------
+
+    def snapshot(self) -> Progress:
+        requests = int(getattr(self.source, "requests", 0)) - self._requests0
+        return Progress(
+            transactions=self.fetched,
+            pages=self.pages_read,
+            requests=requests if requests > 0 else self.pages_read,
+            covered=self.covered,
+            total=self.total,
+            elapsed=time.monotonic() - self._started,
+        )
+
+    def _take(self) -> _Slice | None:
+        with self._cond:
+            while True:
+                if self._abort:
+                    return None
+                if self._pending:
+                    chunk = self._pending.pop(0)
+                    self._active.add(chunk)
+                    return chunk
+                stolen = self._steal()
+                if stolen is not None:
+                    self._active.add(stolen)
+                    self.slices += 1
+                    return stolen
+                if not self._active:
+                    return None
+                self._cond.wait(0.5)
+
+    def _steal(self) -> _Slice | None:
+        """Split the older part off the slice with the most work left (caller holds the lock)."""
+        best: _Slice | None = None
+        best_left = self.split_min
+        for s in self._active:
+            if s.low is None or s.final or s.low - s.floor < 2:
+                continue
+            left = s.density * (s.low - s.floor)
+            if left >= best_left:
+                best, best_left = s, left
+        if best is None or best.low is None:
+            return None
+        # The thief gets [floor, cut); the slice keeps [cut, ...) including the second of its
+        # oldest transaction read, whose ties it will read through its cursor.
+        cut = best.floor + (best.low - best.floor) // 2
+        stolen = _Slice(best.floor, cut)
+        best.floor = cut
+        log.debug("split [%d, %d) off a slice ending at %d", stolen.start, cut, best.end)
+        return stolen
+
+    def _mark_covered(self, start: int, end: int) -> list[tuple[date, int, int]]:
+        """Add ``[start, end)`` to the coverage; the days it completes (caller holds the
+        ledger's transaction)."""
+        done: list[tuple[date, int, int]] = []
+        with self._cond:
+            self._coverage.add(start, end)
+            self.covered += end - start
+            i = max(0, bisect.bisect_right(self._day_starts, start) - 1)
+            while i < len(self._days) and self._days[i][0] < end:
+                d_start, d_end, d = self._days[i]
+                if d not in self._marked and self._coverage.covers(d_start, d_end):
+                    self._marked.add(d)
+                    done.append((d, d_start, d_end))
+                i += 1
+        return done
+
+    def _commit(self, chunk: _Slice, kept: list[dict[str, Any]], covered_from: int) -> None:
+        """Store a page and the part of its slice it completes, in one ledger transaction."""
+        ins = chg = 0
+        with self.ledger.transaction() as conn:
+            if kept:
+                ins, chg = self.ledger.upsert_transactions(conn, kept)
+            if covered_from < chunk.committed:
+                chunk.count += len(kept)
+                self.ledger.replace_slice(
+                    conn,
+                    JOB,
+                    start=covered_from,
+                    end=chunk.end,
+                    count=chunk.count,
+                    replaces=None if chunk.committed == chunk.end else (chunk.committed, chunk.end),
+                )
+                days = self._mark_covered(covered_from, chunk.committed)
+                if days:
+                    self.ledger.mark_days_synced(
+                        conn,
+                        self.tz.key,
+                        {d: (s, e, self.ledger.count_between(conn, s, e)) for d, s, e in days},
+                    )
+                chunk.committed = covered_from
+        with self._cond:
+            self.fetched += len(kept)
+            self.inserted += ins
+            self.changed += chg
+
+    # -- a worker -------------------------------------------------------------------------
+
+    def _page(self, chunk: _Slice) -> None:
+        after: str | None = None  # the cursor: the oldest transaction read so far
+        previous = chunk.end
+        while not self._abort:
+            with self._cond:
+                floor = chunk.floor
+            data, has_more = self.pages.page(gte=floor, lt=chunk.end, starting_after=after)
+            with self._cond:
+                self.pages_read += 1
+                floor = chunk.floor  # a split may have raised it meanwhile
+            oldest = int(data[-1]["created"]) if data else None
+            # Newest first: a transaction older than the floor, or the end of the list, means
+            # everything from the floor up has been read; what is older belongs to the slice
+            # split off. Otherwise the page proves only the seconds after its oldest one (more
+            # transactions of that very second may follow on the next page).
+            through = not has_more or oldest is None or oldest < floor
+            kept = [t for t in data if int(t["created"]) >= floor] if through else data
+            covered_from = floor if through else int(oldest or 0) + 1
+            self._commit(chunk, kept, min(covered_from, chunk.committed))
+            with self._cond:
+                if oldest is not None:
+                    chunk.low = oldest
+                    chunk.density = len(data) / max(1, previous - oldest)
+                    previous = oldest
+                chunk.final = through
+                self._cond.notify_all()
+            if self.reporter is not None:
+                self.reporter.update(self.snapshot())
+            if through or not data:
+                return
+            after = str(data[-1]["id"])
+
+    def _worker(self) -> None:
+        while True:
+            chunk = self._take()
+            if chunk is None:
+                return
+            try:
+                self._page(chunk)
+            except BaseException as e:
+                with self._cond:
+                    self._errors.append(e)
+                    self._abort = True
+                    self._cond.notify_all()
+                return
+            finally:
+                with self._cond:
+                    self._active.discard(chunk)
+                    self._cond.notify_all()
+
+    def run(self) -> FetchStats:
+        if self._early_days:
+            # Days whose seconds earlier runs read completely without marking them: after a
+            # change of REPORT_TIMEZONE the local days are new, the transactions are not.
+            with self.ledger.transaction() as conn:
+                self.ledger.mark_days_synced(
+                    conn,
+                    self.tz.key,
+                    {
+                        d: (iv.start, iv.end, self.ledger.count_between(conn, iv.start, iv.end))
+                        for d in self._early_days
+                        for iv in [day_interval(d, self.tz)]
+                    },
+                )
+        if self.reporter is not None:
+            self.reporter.start(self.snapshot())
+        pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="backfill")
+        try:
+            futures = [pool.submit(self._worker) for _ in range(self.workers)]
+            for f in futures:
+                f.result()
+        except BaseException:
+            # Ctrl-C in the main thread: let each worker finish its page (committed whole).
+            with self._cond:
+                self._abort = True
+                self._cond.notify_all()
+            raise
+        finally:
+            pool.shutdown(wait=True)
+        if self.reporter is not None:
+            self.reporter.finish(self.snapshot())
+        if self._errors:
+            raise self._errors[0]
+        return FetchStats(
+            fetched=self.fetched,
+            inserted=self.inserted,
+            changed=self.changed,
+            pages=self.pages_read,
+            slices=self.slices,
+            days_synced=len(self._marked) + len(self._early_days),
+            seconds=time.monotonic() - self._started,
+        )
+
+
+def plan(ledger: Ledger, interval: Interval, *, tz: ZoneInfo, days: Sequence[date]) -> list[tuple[int, int]]:
+    """What is left to read of ``days`` (all inside ``interval``): their seconds, minus the
+    slices earlier runs completed; merged, oldest first."""
+    wanted = IntervalSet()
+    for d in days:
+        iv = day_interval(d, tz)
+        wanted.add(iv.start, iv.end)
+    done = IntervalSet(ledger.completed_slices(JOB))
+    left: list[tuple[int, int]] = []
+    for start, end in wanted:
+        left.extend(done.gaps(max(start, interval.start), min(end, interval.end)))
+    return left
+
+
+def fetch_slices(
+    ledger: Ledger,
+    source: Source,
+    *,
+    slices: Sequence[tuple[int, int]],
+    tz: ZoneInfo,
+    days: Sequence[date] = (),
+    workers: int = 8,
+    split_min: float = SPLIT_MIN,
+    reporter: Reporter | None = None,
+) -> FetchStats:
+    """Page the time ``slices`` (half-open, disjoint) into the ledger with up to ``workers``
+    threads; mark each of ``days`` synced once the slices completed so far cover it."""
+    return _Engine(
+        ledger=ledger,
+        source=source,
+        slices=slices,
+        tz=tz,
+        days=days,
+        workers=workers,
+        split_min=split_min,
+        reporter=reporter,
+    ).run()
+
+
+# -- the job ----------------------------------------------------------------------------------
 
 
 def backfill(
-    ctx: Context, *, since: date, until: date | None = None, workers: int = 8
+    ctx: Context,
+    *,
+    since: date,
+    until: date | None = None,
+    workers: int = 8,
+    via: str = "api",
+    reporter: Reporter | None = None,
+    archive_dir: Path | None = None,
+    split_min: float = SPLIT_MIN,
 ) -> BackfillResult:
-    """Fill the ledger for ``since``..``until`` (inclusive), a day per task, concurrently.
+    """Fill the ledger and the dashboard for ``since``..``until`` (inclusive local days).
 
-    A day already synced is skipped, so a killed backfill resumes where it stopped. Each day is
-    committed with its transactions in one ledger transaction.
+    Days already synced are skipped. ``via`` is ``"api"`` (list balance transactions, up to
+    ``workers`` at a time) or ``"report"`` (one itemized report run for the range); reports go
+    to ``archive_dir`` (default: ``archive/`` next to the ledger).
     """
+    if via not in VIAS:
+        raise UsageError(f"--via {via!r} is not one of: {', '.join(VIAS)}")
     last = until or yesterday(ctx.now, ctx.tz)
     if last < since:
         raise UsageError(f"--until {last} is before --since {since}; swap them")
     require_past_day(last, now=ctx.now, tz=ctx.tz, flag="--until" if until else "--since")
+    if ctx.source is None:
+        raise UsageError("backfill needs Stripe: set STRIPE_SECRET_KEY")
     synced = ctx.ledger.synced_days(ctx.tz_name)
     todo = [d for d in iter_days(since, last) if d not in synced]
     skipped = (last - since).days + 1 - len(todo)
-    fetched = inserted = 0
-    lock = threading.Lock()
-
-    def one(day: date) -> tuple[int, int]:
-        by_day = _fetch_run(ctx, day, day)
-        txns = by_day.get(day, [])
-        with ctx.ledger.transaction() as conn:
-            ins, _ = ctx.ledger.upsert_transactions(conn, txns)
-            ctx.ledger.mark_days_synced(conn, ctx.tz_name, {day: (*_bounds(day, ctx.tz), len(txns))})
-        return len(txns), ins
-
-    done = 0
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        futures: set[Future[tuple[int, int]]] = {pool.submit(one, d) for d in todo}
-        try:
-            while futures:
-                finished, futures = wait(futures, return_when=FIRST_COMPLETED)
-                for f in finished:
-                    n, ins = f.result()
-                    with lock:
-                        fetched += n
-                        inserted += ins
-                        done += 1
-                    ctx.progress(f"{done}/{len(todo)} days, {fetched} transactions")
-        except BaseException:
-            for f in futures:
-                f.cancel()
-            raise
+    reporter = reporter if reporter is not None else LogReporter(ctx.progress)
+    if not todo:
+        stats = FetchStats(0, 0, 0, 0, 0, 0, 0.0)
+    elif via == "report":
+        stats = _via_report(
+            ctx,
+            todo,
+            workers=workers,
+            archive_dir=archive_dir or ctx.ledger.path.parent / "archive",
+        )
+    else:
+        interval = days_interval(since, last, ctx.tz)
+        left = plan(ctx.ledger, interval, tz=ctx.tz, days=todo)
+        stats = fetch_slices(
+            ctx.ledger,
+            ctx.source,
+            slices=split_evenly(left, max(1, workers)) if left else [],
+            tz=ctx.tz,
+            days=todo,
+            workers=workers,
+            split_min=split_min,
+            reporter=reporter,
+        )
     _, where = refresh_dashboard(ctx)
     return BackfillResult(
         since=since,
         until=last,
         days_fetched=len(todo),
         days_skipped=skipped,
-        fetched=fetched,
-        inserted=inserted,
+        fetched=stats.fetched,
+        inserted=stats.inserted,
         dashboard=where,
+        changed=stats.changed,
+        pages=stats.pages,
+        slices=stats.slices,
+        seconds=stats.seconds,
+        via=via,
+    )
+
+
+# -- the report path --------------------------------------------------------------------------
+
+
+ITEMIZED_REQUIRED = (
+    "balance_transaction_id", "created_utc", "available_on_utc", "currency", "gross", "net",
+    "reporting_category",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class IngestStats:
+    rows: int
+    inserted: int
+    changed: int
+    seconds: float
+
+
+# A line that needs the csv module (quotes) or JSON escapes (backslash, control characters).
+_SPECIAL = re.compile(r'["\\\x00-\x1f]').search
+
+
+def _hour_epoch(text: str) -> int:
+    """``YYYY-MM-DD HH`` (UTC) -> unix seconds; ValueError when it is not that."""
+    if len(text) != 13 or text[4] != "-" or text[7] != "-" or text[10] not in " T":
+        raise ValueError(text)
+    return int(datetime.fromisoformat(text[:10] + "T" + text[11:] + ":00:00+00:00").timestamp())
+
+
+def _utc_seconds(text: str) -> int:
+    """A report timestamp in UTC (``YYYY-MM-DD HH:MM:SS``, or ISO 8601) -> unix seconds."""
+    parsed = datetime.fromisoformat(text.strip())
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return int(parsed.timestamp())
+
+
+def _ledger_rows(
+    lines: Iterator[str],
+    *,
+    path: Path,
+    header: list[str],
+    livemode: int | None,
+    now: int,
+    changed_at: str,
+) -> Iterator[tuple[Any, ...]]:
+    """Itemized CSV lines (after the header) -> rows for :meth:`Ledger.upsert_report_rows`.
+
+    This loop runs a million times for a big backfill, so it is written for speed: plain lines
+    (no quotes, nothing to escape: nearly all of them) are split on commas and their raw JSON
+    is one ``%`` format; only the others go through the csv module and the JSON encoder. Hours
+    and currencies are looked up in small caches; money is read digit for digit, never as a
+    float. Any doubt about a cell sends the row through the slow, validating path.
+    """
+    from bot.reports import CsvError
+
+    col = {name: i for i, name in enumerate(header)}
+    i_id, i_created, i_available = col["balance_transaction_id"], col["created_utc"], col["available_on_utc"]
+    i_currency, i_gross, i_net = col["currency"], col["gross"], col["net"]
+    i_category = col["reporting_category"]
+    i_source, i_description = col.get("source_id"), col.get("description")
+    ncols = len(header)
+    encode = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
+    keys = [encode(h) + ":" for h in header]
+    template = "{" + ",".join(k.replace("%", "%%") + '"%s"' for k in keys) + "}"
+    hours: dict[str, int] = {}
+    exponents: dict[str, int] = {"usd": 2, "eur": 2}
+    special = _SPECIAL
+    row_no = 1
+
+    def fail(message: str) -> CsvError:
+        return CsvError(f"report file {path}: row {row_no}: {message}; the file is kept for inspection")
+
+    def minor(text: str, currency: str) -> int:
+        exp = exponents.get(currency)
+        if exp is None:
+            try:
+                exp = exponent(currency)
+            except MoneyError:
+                raise fail(f"{currency!r} is not a currency") from None
+            exponents[currency] = exp
+        try:
+            return to_minor(Decimal(text.strip()), currency)
+        except (InvalidOperation, MoneyError):
+            raise fail(f"{text!r} is not an amount in {currency.upper()}") from None
+
+    def seconds(text: str) -> int:
+        try:
+            return _utc_seconds(text)
+        except ValueError:
+            raise fail(f"{text!r} is not a UTC timestamp") from None
+
+    for line in lines:
+        row_no += 1
+        body = line.rstrip("\r\n")
+        if special(body) is None:
+            cells = body.split(",")
+            if len(cells) != ncols:
+                if not cells[0] and len(cells) == 1:
+                    continue  # a blank line
+                raise fail(f"{len(cells)} cells for {ncols} columns")
+            raw = template % tuple(cells)
+        else:
+            record = next(csv.reader(itertools.chain([line], lines)), None)
+            if not record:
+                continue
+            cells = record
+            if len(cells) != ncols:
+                raise fail(f"{len(cells)} cells for {ncols} columns")
+            raw = "{" + ",".join(map(str.__add__, keys, map(encode, cells))) + "}"
+        currency = cells[i_currency]
+        gross_text, net_text = cells[i_gross], cells[i_net]
+        created_text, available_text = cells[i_created], cells[i_available]
+        try:
+            # The common case: lowercase currency with 2 decimals, "YYYY-MM-DD HH:MM:SS".
+            if exponents.get(currency) != 2 or gross_text[-3:-2] != "." or net_text[-3:-2] != ".":
+                raise ValueError
+            gross = int(gross_text[:-3] + gross_text[-2:])
+            net = int(net_text[:-3] + net_text[-2:])
+            hour = hours.get(created_text[:13])
+            if hour is None:
+                hour = hours[created_text[:13]] = _hour_epoch(created_text[:13])
+            if len(created_text) != 19 or created_text[13] != ":" or created_text[16] != ":":
+                raise ValueError
+            created = hour + int(created_text[14:16]) * 60 + int(created_text[17:19])
+            hour = hours.get(available_text[:13])
+            if hour is None:
+                hour = hours[available_text[:13]] = _hour_epoch(available_text[:13])
+            if len(available_text) != 19 or available_text[13] != ":" or available_text[16] != ":":
+                raise ValueError
+            available_on = hour + int(available_text[14:16]) * 60 + int(available_text[17:19])
+        except (ValueError, IndexError):
+            currency = currency.strip().lower()
+            gross = minor(gross_text, currency)
+            net = minor(net_text, currency)
+            created = seconds(created_text)
+            available_on = seconds(available_text)
+        txn_id = cells[i_id]
+        if not txn_id:
+            raise fail("no balance_transaction_id")
+        yield (
+            txn_id,
+            created,
+            available_on,
+            currency,
+            gross,
+            gross - net,  # the fee, with no assumption about the sign of the fee column
+            net,
+            cells[i_category] or "other",
+            # The report has no status; a transaction whose funds are available by now is.
+            "available" if available_on <= now else "pending",
+            "" if i_description is None else cells[i_description],
+            "" if i_source is None else cells[i_source],
+            livemode,
+            raw,
+            changed_at,
+        )
+
+
+def ingest_itemized(
+    ledger: Ledger,
+    path: Path,
+    *,
+    livemode: bool | None,
+    now: datetime,
+    chunk_rows: int = 20_000,
+) -> IngestStats:
+    """Stream a ``balance_change_from_activity.itemized.3`` CSV into the ledger.
+
+    Memory stays bounded by ``chunk_rows``: the file is read line by line, parsed into chunks
+    that a writer thread stores with ``executemany`` (SQLite works without the GIL, so parsing
+    the next chunk overlaps storing this one), at most two chunks in flight. Columns are found
+    by header name; money comes from ``gross`` and ``net`` (fee = gross - net). All rows go in
+    one ledger transaction: a run killed half-way leaves nothing, and is simply run again.
+    """
+    from bot.reports import CsvError
+
+    started = time.monotonic()
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        header = [h.strip() for h in next(csv.reader(fh), [])]
+        missing = [c for c in ITEMIZED_REQUIRED if c not in header]
+        if missing:
+            raise CsvError(
+                f"report file {path} has no {', '.join(repr(c) for c in missing)} column "
+                f"(columns: {', '.join(header) or 'none'}); the file is kept for inspection"
+            )
+        rows = _ledger_rows(
+            iter(fh),
+            path=path,
+            header=header,
+            livemode=None if livemode is None else int(livemode),
+            now=int(now.timestamp()),
+            changed_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        )
+        chunks: queue.Queue[list[tuple[Any, ...]] | None] = queue.Queue(maxsize=1)
+        totals = [0, 0, 0]  # rows, inserted, changed
+        failure: list[BaseException] = []
+
+        def write() -> None:
+            try:
+                with ledger.transaction() as conn:
+                    while (chunk := chunks.get()) is not None:
+                        ins, chg = ledger.upsert_report_rows(conn, chunk)
+                        totals[0] += len(chunk)
+                        totals[1] += ins
+                        totals[2] += chg
+                    if failure:
+                        raise _Abandon
+            except _Abandon:
+                pass
+            except BaseException as e:
+                failure.append(e)
+                while chunks.get() is not None:  # let the parser finish putting
+                    pass
+
+        writer = threading.Thread(target=write, name="ingest-writer")
+        writer.start()
+        try:
+            while True:
+                chunk = list(itertools.islice(rows, chunk_rows))
+                if not chunk or failure:
+                    break
+                # Ids in order: the id index is written in runs instead of at random.
+                chunk.sort()
+                chunks.put(chunk)
+        except BaseException as e:
+            failure.append(e)
+            raise
+        finally:
+            chunks.put(None)
+            writer.join()
+        if failure:
+            raise failure[0]
+    return IngestStats(rows=totals[0], inserted=totals[1], changed=totals[2], seconds=time.monotonic() - started)
+
+
+class _Abandon(Exception):
+    """Roll the ingest's transaction back: the parser failed."""
+
+
+def _via_report(ctx: Context, days: Sequence[date], *, workers: int, archive_dir: Path) -> FetchStats:
+    from bot.reports import ACTIVITY_ITEMIZED, ReportRequest, ensure_available, obtain
+
+    started = time.monotonic()
+    source: Any = ctx.source
+    first, last = min(days), max(days)
+    interval = days_interval(first, last, ctx.tz)
+    ensure_available(source, ACTIVITY_ITEMIZED, interval, f"{first} … {last}")
+    mode = str(source.mode)
+    request = ReportRequest(ACTIVITY_ITEMIZED, interval, ctx.tz_name, mode)
+    ctx.progress(f"running {ACTIVITY_ITEMIZED} for {first} … {last}")
+    path = obtain(source, ctx.ledger, request, archive_dir=archive_dir)
+    ctx.progress(f"loading {path.name} into the ledger")
+    ingest = ingest_itemized(ctx.ledger, path, livemode=mode == "live", now=ctx.now)
+    ctx.progress(f"{ingest.rows:,} report rows in {ingest.seconds:.1f}s; listing payouts and transfers")
+
+    pages = fetched = inserted = changed = 0
+    lock = threading.Lock()
+
+    def one_type(type_: str) -> None:
+        nonlocal pages, fetched, inserted, changed
+        for page in StripePages(source).iter_pages(interval, type=type_):
+            with ctx.ledger.transaction() as conn:
+                ins, chg = ctx.ledger.upsert_transactions(conn, page)
+            with lock:
+                pages += 1
+                fetched += len(page)
+                inserted += ins
+                changed += chg
+
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(NON_ACTIVITY_TYPES)))) as pool:
+        for f in [pool.submit(one_type, t) for t in NON_ACTIVITY_TYPES]:
+            f.result()
+
+    with ctx.ledger.transaction() as conn:
+        marks = {}
+        for d in days:
+            iv = day_interval(d, ctx.tz)
+            marks[d] = (iv.start, iv.end, ctx.ledger.count_between(conn, iv.start, iv.end))
+        ctx.ledger.mark_days_synced(conn, ctx.tz_name, marks)
+    return FetchStats(
+        fetched=ingest.rows + fetched,
+        inserted=ingest.inserted + inserted,
+        changed=ingest.changed + changed,
+        pages=pages,
+        slices=0,
+        days_synced=len(days),
+        seconds=time.monotonic() - started,
     )

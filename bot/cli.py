@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from datetime import date
 
     from bot import flows
+    from bot.alerts import Alerter
     from bot.config import Settings
     from bot.periods import Month
     from bot.pnl import Summary
@@ -48,11 +49,16 @@ def _fatal(message: str, code: int) -> NoReturn:
 
 
 @contextmanager
-def _errors() -> Iterator[None]:
-    """Every failure becomes one line on stderr and the exit code its class carries."""
+def _errors(command: str | None = None) -> Iterator[None]:
+    """Every failure becomes one line on stderr and the exit code its class carries.
+
+    With ``command``, a failure is also alerted (once per incident) once :func:`_alerter` has
+    been called; alerting never changes the exit code.
+    """
     try:
         yield
     except RevbotError as e:
+        _alert_failure(command, str(e), e.exit_code, type(e).__name__)
         _fatal(str(e), e.exit_code)
     except KeyboardInterrupt:
         _fatal("interrupted; the ledger is consistent, run the command again", 130)
@@ -60,11 +66,36 @@ def _errors() -> Iterator[None]:
         raise
     except Exception as e:  # a bug: still one line, the traceback only with --verbose
         log.debug("unexpected error", exc_info=True)
-        _fatal(
+        message = (
             f"unexpected error ({type(e).__name__}: {e}); run with --verbose for details and "
-            "please report it",
-            EXIT_FAILURE,
+            "please report it"
         )
+        _alert_failure(command, message, EXIT_FAILURE, type(e).__name__)
+        _fatal(message, EXIT_FAILURE)
+
+
+def _alerter(settings: Settings) -> Alerter:
+    """Failure, silence and summary alerts for this run (SLACK_WEBHOOK_URL, ALERT_EMAILS)."""
+    from bot import wiring
+    from bot.alerts import Alerter
+
+    # The alerter opens its own ledger connection, and only when an alert needs it, so that
+    # failures before (or while) the command opens its own are alerted too.
+    alerter = Alerter(
+        settings,
+        ledger=lambda: wiring.open_ledger(settings),
+        mailer_factory=lambda: wiring.make_mailer(settings),
+    )
+    _state["alerter"] = alerter
+    return alerter
+
+
+def _alert_failure(command: str | None, message: str, code: int, kind: str) -> None:
+    alerter = _state.get("alerter")
+    if command is not None and alerter is not None:
+        from bot.logs import REDACT
+
+        alerter.failure(command, REDACT(message), code, kind=kind)
 
 
 def _settings(overrides: dict[str, str | None] | None = None, *, require_stripe: bool = True) -> Settings:
@@ -100,6 +131,7 @@ def _main(
         typer.echo(f"revbot {__version__}")
         raise typer.Exit()
     _state["verbose"] = verbose
+    _state["alerter"] = None  # one per command run (tests run several in one process)
     from bot import logs
 
     logs.setup(verbose=verbose)
@@ -135,7 +167,7 @@ def daily(
     ] = False,
 ) -> None:
     """Sync a day (default yesterday), catch up missed days, re-read the last 3, update the dashboard."""
-    with _errors():
+    with _errors("daily"):
         from bot import flows, wiring
         from bot.lock import exclusive
         from bot.periods import parse_date
@@ -144,10 +176,16 @@ def daily(
         settings = _settings()
         if day is not None:
             _check_past(day, settings, "--date")
+        alerter = None if dry_run else _alerter(settings)
         # A dry run writes nothing, not even the lock file.
         with nullcontext() if dry_run else exclusive(settings.data_dir, command="daily"):
             ledger = wiring.open_ledger(settings, read_only=dry_run)
             ctx = wiring.make_context(settings, ledger=ledger, progress=_progress)
+            if alerter is not None:
+                # Before syncing: the gap this run is about to fill is the news.
+                alerter.check_silence(
+                    now=ctx.now, tz=ctx.tz, synced_days=ledger.synced_days(ctx.tz_name)
+                )
             out = flows.daily_flow(
                 ctx,
                 day=day,
@@ -169,6 +207,10 @@ def daily(
             _print_monthly(out.monthly)
         if out.deferred:
             typer.echo(f"monthly report deferred: {out.deferred}")
+        if alerter is not None:
+            alerter.success("daily")
+            if date is None:  # the scheduled run; re-syncing an old day is not news
+                alerter.daily_summary(result.day, list(result.summary.values()))
 
 
 def _email(settings: Settings, *, required: bool) -> flows.Email | None:
@@ -318,6 +360,14 @@ def backfill(
     workers: Annotated[
         int, typer.Option("--workers", min=1, max=32, help="Concurrent Stripe workers.")
     ] = 8,
+    via: Annotated[
+        str,
+        typer.Option(
+            "--via",
+            help="api: list balance transactions concurrently; report: one itemized report "
+            "run for the range, streamed into the ledger (for very large ranges).",
+        ),
+    ] = "api",
 ) -> None:
     """Fill the ledger and dashboard for a range of days: concurrent, rate-limited, resumable."""
     with _errors():
@@ -328,20 +378,56 @@ def backfill(
 
         first = parse_date(since, flag="--since")
         last = parse_date(until, flag="--until") if until else None
+        if via not in backfill_mod.VIAS:
+            from bot.errors import UsageError
+
+            raise UsageError(f"--via {via!r} is not one of: {', '.join(backfill_mod.VIAS)}")
         settings = _settings()
         _check_past(first, settings, "--since")
         if last is not None:
             _check_past(last, settings, "--until")
+        # A bar on a terminal; plain lines (cron logs, pipes) otherwise.
+        reporter: backfill_mod.Reporter = (
+            backfill_mod.RichReporter()
+            if sys.stderr.isatty()
+            else backfill_mod.LogReporter(lambda line: typer.echo(line, err=True), every=5.0)
+        )
         with exclusive(settings.data_dir, command="backfill"):
             ledger = wiring.open_ledger(settings)
             ctx = wiring.make_context(settings, ledger=ledger, progress=_progress)
-            result = backfill_mod.backfill(ctx, since=first, until=last, workers=workers)
+            result = backfill_mod.backfill(
+                ctx,
+                since=first,
+                until=last,
+                workers=workers,
+                via=via,
+                reporter=reporter,
+                archive_dir=settings.data_dir / "archive",
+            )
         typer.echo(
             f"backfilled {result.since} … {result.until}: {result.days_fetched} day(s) fetched, "
             f"{result.days_skipped} already synced, {result.fetched} transactions "
-            f"({result.inserted} new)"
+            f"({result.inserted} new) via {result.via} in {result.seconds:.1f}s"
         )
         typer.echo(f"dashboard: {result.dashboard}")
+
+
+@app.command()
+def doctor() -> None:
+    """Check each configured service; say what is wrong and how to fix it."""
+    with _errors():
+        from bot import doctor as doctor_mod
+        from bot import wiring
+
+        settings = _settings(require_stripe=False)
+        source = wiring.make_source(settings) if settings.stripe_key else None
+        checks = doctor_mod.run(settings, source)
+        for check in checks:
+            typer.echo(check.line())
+        failed = [c for c in checks if c.status == "fail"]
+        if failed:
+            _fatal(f"{len(failed)} check(s) failed; see the fixes above", EXIT_FAILURE)
+        typer.echo("all checks passed")
 
 
 @app.command()

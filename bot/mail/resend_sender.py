@@ -159,16 +159,38 @@ class ResendMailer:
 
     # -- internals ---------------------------------------------------------------------------
 
+    def domains(self) -> list[tuple[str, str]] | None:
+        """(name, status) of the account's domains; None for a sending-only key.
+
+        For `revbot doctor`: proves the key works and tells whether EMAIL_FROM's domain is
+        verified. Errors become revbot errors like :meth:`send`'s, one line, no key.
+        """
+        try:
+            answer = self._with_sdk(lambda: resend.Domains.list())
+        except resend.exceptions.ResendError as e:
+            if e.code in (401, "401") and "restricted" in str(e.error_type):
+                return None
+            if e.code in (401, 403, "401", "403"):
+                raise ConfigError(f"RESEND_API_KEY was rejected by Resend ({self._describe(e)})") from None
+            raise TemporaryError(f"Resend could not list domains ({self._describe(e)})") from None
+        data = answer.get("data", []) if isinstance(answer, Mapping) else []
+        return [(str(d.get("name", "")), str(d.get("status", ""))) for d in data]
+
     def _post(self, params: dict[str, Any], key: str) -> Any:
+        return self._with_sdk(
+            lambda: resend.Emails.send(
+                params,  # type: ignore[arg-type]  # a plain dict with the SendParams keys
+                {"idempotency_key": key},
+            )
+        )
+
+    def _with_sdk(self, call: Callable[[], Any]) -> Any:
         with _SDK_LOCK:
             saved = (resend.api_key, resend.api_url, resend.default_http_client)
             resend.api_key, resend.api_url = self._api_key, self._api_url
             resend.default_http_client = self._http
             try:
-                return resend.Emails.send(
-                    params,  # type: ignore[arg-type]  # a plain dict with the SendParams keys
-                    {"idempotency_key": key},
-                )
+                return call()
             finally:
                 resend.api_key, resend.api_url, resend.default_http_client = saved
                 self._last_request = self._clock()

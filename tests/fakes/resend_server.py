@@ -126,6 +126,9 @@ class FakeResendServer:
         self._validator = _validator(contract)
         self.api_keys = api_keys  # None: any "re_..." key is valid
         self.messages: list[dict[str, Any]] = []
+        # GET /domains answers with these (ListDomainsItem of the contract).
+        self.domains: list[dict[str, Any]] = []
+        self.sending_only_keys: set[str] = set()
         self.requests: list[dict[str, Any]] = []
         self.violations: list[str] = []
         self._injections: list[Injection] = []
@@ -257,6 +260,12 @@ class FakeResendServer:
         auth_error = self._check_auth(lower.get("authorization"))
         if auth_error is not None:
             return auth_error
+        if path == "/domains" and method == "GET":
+            # For `revbot doctor`: a sending-only key may not list domains, like Resend.
+            if lower.get("authorization", "")[7:].strip() in self.sending_only_keys:
+                return _error(401, "restricted_api_key", "This API key is restricted to only send emails")
+            body = {"object": "list", "has_more": False, "data": list(self.domains)}
+            return _Answer(200, body)
         if path not in ("/emails", "/emails/batch"):
             return _error(404, "not_found", "The requested endpoint does not exist.")
         if method != "POST":

@@ -1,0 +1,94 @@
+"""The sandbox in a child process, so that its CPU does not compete with the client's GIL.
+
+``python -m bench._server '<json options>'`` prints the base URL on one line, then serves until
+its stdin closes; at exit it prints the server's counters as one JSON line.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass
+class ServerProcess:
+    """A handle on a sandbox child process."""
+
+    proc: subprocess.Popen[str]
+    url: str
+
+    @classmethod
+    def start(cls, **options: Any) -> ServerProcess:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bench._server", json.dumps(options)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdout is not None
+        line = proc.stdout.readline().strip()
+        if not line.startswith("http://127.0.0.1:"):
+            proc.kill()
+            raise RuntimeError(f"the sandbox did not start: {line!r}")
+        return cls(proc, line)
+
+    def stop(self) -> dict[str, Any]:
+        """Stop the server; its counters (requests per route, 429s sent)."""
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.close()
+        out = self.proc.stdout.read()
+        self.proc.wait(timeout=30)
+        stats: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+        return stats
+
+    def __enter__(self) -> ServerProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc.poll() is None:
+            self.stop()
+
+
+def main(options: dict[str, Any]) -> None:
+    from bot.sandbox import SandboxAccount, SandboxServer
+
+    end = dt.date.fromisoformat(options["end"])
+    kind = options.get("kind", "bulk")
+    if kind == "bulk":
+        account = SandboxAccount.bulk(
+            start=end - dt.timedelta(days=int(options["days"])),
+            end=end,
+            count=int(options["count"]),
+            skew=float(options.get("skew", 0.0)),
+            seed=int(options.get("seed", 7)),
+        )
+    else:
+        account = SandboxAccount.generate(end=end, days=int(options["days"]), seed=int(options.get("seed", 7)))
+    server = SandboxServer(
+        account,
+        latency=float(options.get("latency", 0.0)),
+        rate_limit=options.get("rate_limit"),
+    ).start()
+    print(server.url, flush=True)
+    sys.stdin.read()  # until the parent closes our stdin
+    stats = server.stats
+    server.stop()
+    print(
+        json.dumps(
+            {
+                "requests": sum(stats.requests.values()),
+                "by_route": {f"{m} {p}": n for (m, p), n in stats.requests.items()},
+                "rate_limited": stats.rate_limited,
+                "transactions": len(account),
+            }
+        ),
+        flush=True,
+    )
+
+
+if __name__ == "__main__":
+    main(json.loads(sys.argv[1]))
