@@ -24,7 +24,7 @@ import csv
 import itertools
 import json
 import logging
-import queue
+import pickle
 import re
 import sys
 import threading
@@ -500,24 +500,26 @@ class _Engine:
             with self._cond:
                 floor = chunk.floor
             data, has_more = self.pages.page(gte=floor, lt=chunk.end, starting_after=after)
+            oldest = int(data[-1]["created"]) if data else None
             with self._cond:
                 self.pages_read += 1
-                floor = chunk.floor  # a split may have raised it meanwhile
-            oldest = int(data[-1]["created"]) if data else None
-            # Newest first: a transaction older than the floor, or the end of the list, means
-            # everything from the floor up has been read; what is older belongs to the slice
-            # split off. Otherwise the page proves only the seconds after its oldest one (more
-            # transactions of that very second may follow on the next page).
-            through = not has_more or oldest is None or oldest < floor
-            kept = [t for t in data if int(t["created"]) >= floor] if through else data
-            covered_from = floor if through else int(oldest or 0) + 1
-            self._commit(chunk, kept, min(covered_from, chunk.committed))
-            with self._cond:
+                # A split may have raised the floor meanwhile. Reading it and moving `low`
+                # happen together, so a split never cuts above what this page has read.
+                floor = chunk.floor
+                # Newest first: a transaction older than the floor, or the end of the list,
+                # means everything from the floor up has been read; what is older belongs to
+                # the slice split off. Otherwise the page proves only the seconds after its
+                # oldest one (more transactions of that very second may follow).
+                through = not has_more or oldest is None or oldest < floor
+                chunk.final = through
                 if oldest is not None:
                     chunk.low = oldest
                     chunk.density = len(data) / max(1, previous - oldest)
                     previous = oldest
-                chunk.final = through
+            kept = [t for t in data if int(t["created"]) >= floor] if through else data
+            covered_from = floor if through else int(oldest or 0) + 1
+            self._commit(chunk, kept, min(covered_from, chunk.committed))
+            with self._cond:
                 self._cond.notify_all()
             if self.reporter is not None:
                 self.reporter.update(self.snapshot())
@@ -855,6 +857,90 @@ def _ledger_rows(
         )
 
 
+def _read_header(path: Path) -> list[str]:
+    from bot.reports import CsvError
+
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        header = [h.strip() for h in next(csv.reader(fh), [])]
+    missing = [c for c in ITEMIZED_REQUIRED if c not in header]
+    if missing:
+        raise CsvError(
+            f"report file {path} has no {', '.join(repr(c) for c in missing)} column "
+            f"(columns: {', '.join(header) or 'none'}); the file is kept for inspection"
+        )
+    return header
+
+
+def _parse_chunks(
+    path: Path, header: list[str], *, livemode: int | None, now: int, changed_at: str, chunk_rows: int
+) -> Iterator[list[tuple[Any, ...]]]:
+    """The file's ledger rows, ``chunk_rows`` at a time, each chunk sorted by id (so that
+    the id index is written in runs instead of at random)."""
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        lines = iter(fh)
+        next(csv.reader(lines), None)  # the header, already checked
+        rows = _ledger_rows(
+            lines, path=path, header=header, livemode=livemode, now=now, changed_at=changed_at
+        )
+        while chunk := list(itertools.islice(rows, chunk_rows)):
+            chunk.sort()
+            yield chunk
+
+
+def _parse_in_child(send: Any, path: str, header: list[str], options: dict[str, Any]) -> None:
+    """Child process: parse the file, send pickled chunks, then an empty frame (or ``E`` and
+    the error message)."""
+    from bot.reports import CsvError
+
+    try:
+        for chunk in _parse_chunks(Path(path), header, **options):
+            send.send_bytes(pickle.dumps(chunk, protocol=pickle.HIGHEST_PROTOCOL))
+        send.send_bytes(b"")
+    except CsvError as e:
+        send.send_bytes(b"E" + str(e).encode())
+    finally:
+        send.close()
+
+
+def _chunks_from_child(path: Path, header: list[str], options: dict[str, Any]) -> Iterator[list[tuple[Any, ...]]]:
+    """:func:`_parse_chunks` run in a child process: parsing takes one core, SQLite the other.
+
+    (Threads cannot do this: the writer gives up the GIL for every row it steps, and gets it
+    back only at the parser's next switch interval, so the two end up taking turns.)
+    """
+    import multiprocessing
+
+    from bot.reports import CsvError
+
+    mp = multiprocessing.get_context("spawn")  # no fork of a process that has threads
+    receive, send = mp.Pipe(duplex=False)
+    child = mp.Process(
+        target=_parse_in_child, args=(send, str(path), header, options), daemon=True, name="ingest-parser"
+    )
+    child.start()
+    send.close()
+    try:
+        while True:
+            try:
+                frame = receive.recv_bytes()
+            except EOFError:
+                raise ServiceError(f"the process reading {path} stopped unexpectedly") from None
+            if not frame:
+                return
+            if frame[:1] == b"E":
+                raise CsvError(frame[1:].decode())
+            yield pickle.loads(frame)
+    finally:
+        receive.close()
+        if child.is_alive():
+            child.terminate()
+        child.join(timeout=10)
+
+
+# Below this size a file is parsed in-process: starting a child costs more than it saves.
+PARALLEL_MIN_BYTES = 16 << 20
+
+
 def ingest_itemized(
     ledger: Ledger,
     path: Path,
@@ -862,78 +948,40 @@ def ingest_itemized(
     livemode: bool | None,
     now: datetime,
     chunk_rows: int = 20_000,
+    parallel: bool | None = None,
 ) -> IngestStats:
     """Stream a ``balance_change_from_activity.itemized.3`` CSV into the ledger.
 
-    Memory stays bounded by ``chunk_rows``: the file is read line by line, parsed into chunks
-    that a writer thread stores with ``executemany`` (SQLite works without the GIL, so parsing
-    the next chunk overlaps storing this one), at most two chunks in flight. Columns are found
-    by header name; money comes from ``gross`` and ``net`` (fee = gross - net). All rows go in
-    one ledger transaction: a run killed half-way leaves nothing, and is simply run again.
+    Memory stays bounded by ``chunk_rows``: the file is read line by line and stored with
+    ``executemany`` a chunk at a time, never whole. Columns are found by header name; money
+    comes from ``gross`` and ``net`` (fee = gross - net). A large file (or ``parallel=True``)
+    is parsed in a child process while this one writes. All rows go in one ledger
+    transaction: an ingest killed half-way leaves nothing behind and is simply run again.
     """
-    from bot.reports import CsvError
-
     started = time.monotonic()
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        header = [h.strip() for h in next(csv.reader(fh), [])]
-        missing = [c for c in ITEMIZED_REQUIRED if c not in header]
-        if missing:
-            raise CsvError(
-                f"report file {path} has no {', '.join(repr(c) for c in missing)} column "
-                f"(columns: {', '.join(header) or 'none'}); the file is kept for inspection"
-            )
-        rows = _ledger_rows(
-            iter(fh),
-            path=path,
-            header=header,
-            livemode=None if livemode is None else int(livemode),
-            now=int(now.timestamp()),
-            changed_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        )
-        chunks: queue.Queue[list[tuple[Any, ...]] | None] = queue.Queue(maxsize=1)
-        totals = [0, 0, 0]  # rows, inserted, changed
-        failure: list[BaseException] = []
-
-        def write() -> None:
-            try:
-                with ledger.transaction() as conn:
-                    while (chunk := chunks.get()) is not None:
-                        ins, chg = ledger.upsert_report_rows(conn, chunk)
-                        totals[0] += len(chunk)
-                        totals[1] += ins
-                        totals[2] += chg
-                    if failure:
-                        raise _Abandon
-            except _Abandon:
-                pass
-            except BaseException as e:
-                failure.append(e)
-                while chunks.get() is not None:  # let the parser finish putting
-                    pass
-
-        writer = threading.Thread(target=write, name="ingest-writer")
-        writer.start()
-        try:
-            while True:
-                chunk = list(itertools.islice(rows, chunk_rows))
-                if not chunk or failure:
-                    break
-                # Ids in order: the id index is written in runs instead of at random.
-                chunk.sort()
-                chunks.put(chunk)
-        except BaseException as e:
-            failure.append(e)
-            raise
-        finally:
-            chunks.put(None)
-            writer.join()
-        if failure:
-            raise failure[0]
-    return IngestStats(rows=totals[0], inserted=totals[1], changed=totals[2], seconds=time.monotonic() - started)
-
-
-class _Abandon(Exception):
-    """Roll the ingest's transaction back: the parser failed."""
+    header = _read_header(path)
+    options: dict[str, Any] = {
+        "livemode": None if livemode is None else int(livemode),
+        "now": int(now.timestamp()),
+        "changed_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "chunk_rows": chunk_rows,
+    }
+    if parallel is None:
+        parallel = path.stat().st_size >= PARALLEL_MIN_BYTES
+    chunks = _chunks_from_child(path, header, options) if parallel else _parse_chunks(path, header, **options)
+    rows = inserted = changed = 0
+    try:
+        with ledger.transaction() as conn:
+            for chunk in chunks:
+                ins, chg = ledger.upsert_report_rows(conn, chunk)
+                rows += len(chunk)
+                inserted += ins
+                changed += chg
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
+    return IngestStats(rows=rows, inserted=inserted, changed=changed, seconds=time.monotonic() - started)
 
 
 def _via_report(ctx: Context, days: Sequence[date], *, workers: int, archive_dir: Path) -> FetchStats:

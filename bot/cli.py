@@ -165,10 +165,11 @@ def daily(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Fetch and compute, but write nothing.")
     ] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON summary on stdout.")] = False,
 ) -> None:
     """Sync a day (default yesterday), catch up missed days, re-read the last 3, update the dashboard."""
     with _errors("daily"):
-        from bot import flows, wiring
+        from bot import flows, summaries, wiring
         from bot.lock import exclusive
         from bot.periods import parse_date
 
@@ -195,22 +196,37 @@ def daily(
                 email=_email(settings, required=False),
             )
         result = out.daily
-        verb = "would sync" if dry_run else "synced"
-        typer.echo(
-            f"{verb} {len(result.days_synced)} day(s) up to {result.day}: {result.fetched} "
-            f"transactions fetched, {result.inserted} new, {result.changed} changed"
-        )
-        _print_summary(f"{result.day} ({settings.timezone})", result.summary)
-        if not dry_run:
-            typer.echo(f"dashboard: {result.dashboard}")
-        if out.monthly is not None:
-            _print_monthly(out.monthly)
-        if out.deferred:
-            typer.echo(f"monthly report deferred: {out.deferred}")
+        if json_out:
+            _print_json(summaries.daily_json(out))
+        else:
+            _report_daily(out, settings.timezone)
         if alerter is not None:
             alerter.success("daily")
             if date is None:  # the scheduled run; re-syncing an old day is not news
                 alerter.daily_summary(result.day, list(result.summary.values()))
+
+
+def _print_json(data: dict[str, Any]) -> None:
+    import json
+
+    typer.echo(json.dumps(data, indent=2, sort_keys=True))
+
+
+def _report_daily(out: flows.DailyOutcome, timezone: str) -> None:
+    result = out.daily
+    dry_run = result.dry_run
+    verb = "would sync" if dry_run else "synced"
+    typer.echo(
+        f"{verb} {len(result.days_synced)} day(s) up to {result.day}: {result.fetched} "
+        f"transactions fetched, {result.inserted} new, {result.changed} changed"
+    )
+    _print_summary(f"{result.day} ({timezone})", result.summary)
+    if not dry_run:
+        typer.echo(f"dashboard: {result.dashboard}")
+    if out.monthly is not None:
+        _print_monthly(out.monthly)
+    if out.deferred:
+        typer.echo(f"monthly report deferred: {out.deferred}")
 
 
 def _email(settings: Settings, *, required: bool) -> flows.Email | None:
@@ -261,9 +277,10 @@ def monthly(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Compute from what is recorded; create, write and send nothing.")
     ] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON summary on stdout.")] = False,
 ) -> None:
     """Stripe's reports for a month, reconciled with the ledger; the Monthly tab; the investor email."""
-    with _errors():
+    with _errors("monthly"):
         from bot import flows, wiring
         from bot.lock import exclusive
         from bot.periods import Month
@@ -273,6 +290,7 @@ def monthly(
         if target is not None:
             _check_month(target, settings)
         email = None if no_send else _email(settings, required=True)
+        alerter = None if dry_run else _alerter(settings)
         with nullcontext() if dry_run else exclusive(settings.data_dir, command="monthly"):
             ledger = wiring.open_ledger(settings, read_only=dry_run)
             ctx = wiring.make_context(settings, ledger=ledger, progress=_progress)
@@ -284,7 +302,14 @@ def monthly(
                 email=email,
                 dry_run=dry_run,
             )
-        _print_monthly(out)
+        if json_out:
+            from bot import summaries
+
+            _print_json(summaries.monthly_json(out))
+        else:
+            _print_monthly(out)
+        if alerter is not None:
+            alerter.success("monthly")
 
 
 @app.command()
@@ -296,7 +321,7 @@ def resend(
     ] = None,
 ) -> None:
     """Send a month's email again, to everyone or to the given addresses."""
-    with _errors():
+    with _errors("resend"):
         from bot import flows, wiring
         from bot.lock import exclusive
         from bot.mail.addresses import validate_address
@@ -308,6 +333,7 @@ def resend(
         _check_month(target, settings)
         email = _email(settings, required=True)
         assert email is not None
+        alerter = _alerter(settings)
         with exclusive(settings.data_dir, command="resend"):
             ledger = wiring.open_ledger(settings)
             ctx = wiring.make_context(settings, ledger=ledger, need_stripe=False)
@@ -316,6 +342,7 @@ def resend(
             )
         for s in sends:
             typer.echo(f"email {target} to {s.recipient} (generation {s.generation}): {s.status}")
+        alerter.success("resend")
 
 
 @app.command()

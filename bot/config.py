@@ -219,7 +219,9 @@ def resolve(
     except ValueError:
         rps = -1.0
     if not 0 < rps <= 100:
-        raise ConfigError(f"STRIPE_MAX_RPS={rps_text!r} must be a number of requests per second in (0, 100]")
+        raise ConfigError(
+            f"STRIPE_MAX_RPS={rps_text!r} must be a number of requests per second in (0, 100]"
+        )
 
     resend_key = src.get("RESEND_API_KEY")
     resend_secret = Secret(resend_key) if resend_key else None

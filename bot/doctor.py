@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import stat
 import tempfile
@@ -38,26 +39,38 @@ def _probe(name: str, fn: Callable[[], str], fix: str) -> Check:
 def stripe_checks(settings: Settings, source: Any) -> Iterator[Check]:
     key = settings.stripe_key
     if key is None:
-        yield Check("Stripe key", "fail", "STRIPE_SECRET_KEY is not set",
-                    "create a restricted key (Balance, Report runs, Files: read) and set it")  # fmt: skip
+        yield Check(
+            "Stripe key",
+            "fail",
+            "STRIPE_SECRET_KEY is not set",
+            "create a restricted key (Balance, Report runs, Files: read) and set it",
+        )
         return
     mode = settings.key_mode
     detail = f"{key.masked()} ({mode} mode)"
     if settings.stripe_mode is None:
-        yield Check("Stripe key", "warn", detail + ", STRIPE_MODE unset",
-                    f"set STRIPE_MODE={mode} so a key of the other mode is refused")  # fmt: skip
+        yield Check(
+            "Stripe key",
+            "warn",
+            detail + ", STRIPE_MODE unset",
+            f"set STRIPE_MODE={mode} so a key of the other mode is refused",
+        )
     else:
         yield Check("Stripe key", "ok", detail + f", matches STRIPE_MODE={settings.stripe_mode}")
     if key.reveal().startswith("sk_"):
-        yield Check("Stripe key kind", "warn", "a full secret key (sk_) can write to your account",
-                    "use a restricted read-only key (rk_) with Balance, Report runs and Files read")  # fmt: skip
+        yield Check(
+            "Stripe key kind",
+            "warn",
+            "a full secret key (sk_) can write to your account",
+            "use a restricted read-only key (rk_) with Balance, Report runs and Files read",
+        )
     else:
         yield Check("Stripe key kind", "ok", "restricted key (rk_)")
 
     from bot.periods import Interval
 
     def balance() -> str:
-        page = next(iter(source.iter_pages(Interval(0, 2**31 - 1))), [])
+        page: list[Any] = next(iter(source.iter_pages(Interval(0, 2**31 - 1))), [])
         return f"balance transactions readable ({'some' if page else 'none yet'})"
 
     def report_types() -> str:
@@ -66,7 +79,9 @@ def stripe_checks(settings: Settings, source: Any) -> Iterator[Check]:
 
     def files() -> str:
         try:
-            source.call("reading a file", lambda: source.client.v1.files.retrieve("file_revbotdoctor"))
+            source.call(
+                "reading a file", lambda: source.client.v1.files.retrieve("file_revbotdoctor")
+            )
         except RevbotError as e:
             # A missing file is the expected answer: it proves the permission without a file.
             if "HTTP 404" not in str(e):
@@ -81,26 +96,36 @@ def stripe_checks(settings: Settings, source: Any) -> Iterator[Check]:
 
 def sheet_checks(settings: Settings) -> Iterator[Check]:
     if not settings.google_sheet_id:
-        yield Check("dashboard", "ok", f"local workbook {settings.data_dir / 'dashboard.xlsx'} "
-                    "(set GOOGLE_SHEET_ID for a Google Sheet)")  # fmt: skip
+        yield Check(
+            "dashboard",
+            "ok",
+            f"local workbook {settings.data_dir / 'dashboard.xlsx'} "
+            "(set GOOGLE_SHEET_ID for a Google Sheet)",
+        )
         return
     creds = settings.google_credentials
     try:
         mode = creds.stat().st_mode
     except OSError:
-        yield Check("Google credentials", "fail", f"{creds} cannot be read",
-                    "download the service account's JSON key and set GOOGLE_APPLICATION_CREDENTIALS")  # fmt: skip
+        yield Check(
+            "Google credentials",
+            "fail",
+            f"{creds} cannot be read",
+            "download the service account's JSON key and set GOOGLE_APPLICATION_CREDENTIALS",
+        )
         return
     if mode & (stat.S_IRGRP | stat.S_IROTH):
-        yield Check("Google credentials", "warn", f"{creds} is readable by other users",
-                    f"chmod 600 {creds}")  # fmt: skip
+        yield Check(
+            "Google credentials",
+            "warn",
+            f"{creds} is readable by other users",
+            f"chmod 600 {creds}",
+        )
     else:
         yield Check("Google credentials", "ok", f"{creds} readable by you only")
     email = ""
-    try:
+    with contextlib.suppress(OSError, ValueError, AttributeError):
         email = str(json.loads(creds.read_text()).get("client_email", ""))
-    except (OSError, ValueError, AttributeError):
-        pass
     from bot.dashboard.sheets import GoogleSheetDashboard
 
     def reach() -> str:
@@ -113,8 +138,11 @@ def sheet_checks(settings: Settings) -> Iterator[Check]:
         )
         return f"spreadsheet {dash.check()!r} reachable and shared"
 
-    yield _probe("Google Sheet", reach,
-                 f"share the sheet with {email or 'the service account e-mail'} as Editor")  # fmt: skip
+    yield _probe(
+        "Google Sheet",
+        reach,
+        f"share the sheet with {email or 'the service account e-mail'} as Editor",
+    )
 
 
 def email_checks(settings: Settings) -> Iterator[Check]:
@@ -122,32 +150,49 @@ def email_checks(settings: Settings) -> Iterator[Check]:
         yield Check("investor email", "skip", "INVESTOR_EMAILS not set: reports are not emailed")
         return
     if not settings.email_from:
-        yield Check("investor email", "fail", "EMAIL_FROM is not set",
-                    "set EMAIL_FROM, e.g. 'Acme Finance <finance@acme.com>'")  # fmt: skip
+        yield Check(
+            "investor email",
+            "fail",
+            "EMAIL_FROM is not set",
+            "set EMAIL_FROM, e.g. 'Acme Finance <finance@acme.com>'",
+        )
         return
     yield Check("investor email", "ok", f"{len(settings.investor_emails)} recipient(s)")
     if settings.resend_api_key is None:
-        yield Check("Resend", "skip", f"RESEND_API_KEY not set: emails go to {settings.data_dir / 'outbox'}")
+        yield Check(
+            "Resend", "skip", f"RESEND_API_KEY not set: emails go to {settings.data_dir / 'outbox'}"
+        )
         return
     from bot.mail.resend_sender import ResendMailer
 
-    mailer = ResendMailer(api_key=settings.resend_api_key.reveal(), api_url=settings.resend_api_url,
-                          max_attempts=1)  # fmt: skip
+    mailer = ResendMailer(
+        api_key=settings.resend_api_key.reveal(), api_url=settings.resend_api_url, max_attempts=1
+    )
     domain = settings.email_from.rsplit("@", 1)[-1].rstrip(">").lower()
     try:
         domains = mailer.domains()
     except RevbotError as e:
-        yield Check("Resend", "fail", str(e), "create a new API key in Resend and set RESEND_API_KEY")
+        yield Check(
+            "Resend", "fail", str(e), "create a new API key in Resend and set RESEND_API_KEY"
+        )
         return
     if domains is None:
-        yield Check("Resend", "ok", "key accepted (sending access only: the sender domain cannot be checked)")
+        yield Check(
+            "Resend",
+            "ok",
+            "key accepted (sending access only: the sender domain cannot be checked)",
+        )
         return
     status = dict(domains).get(domain)
     if status == "verified":
         yield Check("Resend", "ok", f"key accepted, sender domain {domain} verified")
     else:
-        yield Check("Resend", "fail", f"sender domain {domain} is {status or 'not added'} in Resend",
-                    f"add and verify {domain} in Resend (Domains), or change EMAIL_FROM")  # fmt: skip
+        yield Check(
+            "Resend",
+            "fail",
+            f"sender domain {domain} is {status or 'not added'} in Resend",
+            f"add and verify {domain} in Resend (Domains), or change EMAIL_FROM",
+        )
 
 
 def data_dir_check(settings: Settings) -> Check:
@@ -157,8 +202,12 @@ def data_dir_check(settings: Settings) -> Check:
         with tempfile.NamedTemporaryFile(dir=d, prefix=".doctor-"):
             pass
     except OSError as e:
-        return Check("DATA_DIR", "fail", f"{d} is not writable ({e.strerror})",
-                     "point DATA_DIR at a folder revbot may write to")  # fmt: skip
+        return Check(
+            "DATA_DIR",
+            "fail",
+            f"{d} is not writable ({e.strerror})",
+            "point DATA_DIR at a folder revbot may write to",
+        )
     return Check("DATA_DIR", "ok", f"{d} writable")
 
 

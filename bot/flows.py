@@ -115,7 +115,9 @@ def daily_flow(
     if due is None:
         return out
     try:
-        out.monthly = monthly_and_send(ctx, month=due, archive_dir=archive_dir, mode=mode, email=email)
+        out.monthly = monthly_and_send(
+            ctx, month=due, archive_dir=archive_dir, mode=mode, email=email
+        )
     except TemporaryError as e:
         # The day is synced; the month waits for Stripe and tomorrow's run tries again.
         out.deferred = str(e)

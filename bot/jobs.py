@@ -14,7 +14,7 @@ from datetime import date, datetime, timedelta
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from bot.dashboard.base import Dashboard, DailyRow, DashboardUpdate, TransactionRow
+from bot.dashboard.base import DailyRow, Dashboard, DashboardUpdate, TransactionRow
 from bot.ledger import Ledger, StoredTransaction
 from bot.periods import (
     Interval,
@@ -56,7 +56,9 @@ class Context:
 # -- planning ---------------------------------------------------------------------------------
 
 
-def plan_daily_days(day: date, synced: Iterable[date], *, lookback: int = LOOKBACK_DAYS) -> list[date]:
+def plan_daily_days(
+    day: date, synced: Iterable[date], *, lookback: int = LOOKBACK_DAYS
+) -> list[date]:
     """``day``, the look-back window before it, and every earlier never-synced day.
 
     Catch-up starts at the first day ever synced: history before it is `backfill`'s job.
@@ -122,10 +124,7 @@ def sync_days(ctx: Context, days: Sequence[date], *, dry_run: bool) -> SyncOutco
             ctx.ledger.mark_days_synced(
                 conn,
                 ctx.tz_name,
-                {
-                    d: (*_bounds(d, ctx.tz), len(ts))
-                    for d, ts in by_day.items()
-                },
+                {d: (*_bounds(d, ctx.tz), len(ts)) for d, ts in by_day.items()},
             )
         out.inserted += ins
         out.changed += chg

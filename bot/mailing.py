@@ -61,11 +61,7 @@ def build_report(
     prev = past.get(str(month.previous()), {})
     currencies = []
     for ccy, f in sorted(figures.items()):
-        history = tuple(
-            (str(m), past[str(m)][ccy].lines.net_revenue)
-            for m in history_months[:-1]
-            if ccy in past.get(str(m), {})
-        ) + ((str(month), f.lines.net_revenue),)
+        history = (*tuple((str(m), past[str(m)][ccy].lines.net_revenue) for m in history_months[:-1] if ccy in past.get(str(m), {})), (str(month), f.lines.net_revenue))
         currencies.append(
             CurrencyReport(
                 currency=ccy,
@@ -124,13 +120,18 @@ def send_month(
         else:
             generation = latest["generation"]
             if latest["status"] == "sent":
-                outcomes.append(SendOutcome(recipient, generation, "already-sent", latest["provider_id"]))
+                outcomes.append(
+                    SendOutcome(recipient, generation, "already-sent", latest["provider_id"])
+                )
                 continue
             intent_at = datetime.fromisoformat(latest["intent_at"])
             if now - intent_at > REPLAY_WINDOW:
                 log.warning(
                     "%s: an earlier send to %s may or may not have gone out (%s); not sending "
-                    "again automatically", report.month, recipient, latest["intent_at"],
+                    "again automatically",
+                    report.month,
+                    recipient,
+                    latest["intent_at"],
                 )
                 outcomes.append(SendOutcome(recipient, generation, "uncertain"))
                 continue

@@ -76,9 +76,7 @@ def compare(
         rv = (r.count, r.gross, r.net) if r else (0, 0, 0)
         gv = (g.count, g.gross, g.net) if g else (0, 0, 0)
         if rv != gv:
-            out.append(
-                f"{key[0].upper()} {key[1]}: report count/gross/net {rv} vs ledger {gv}"
-            )
+            out.append(f"{key[0].upper()} {key[1]}: report count/gross/net {rv} vs ledger {gv}")
     return out
 
 
@@ -102,7 +100,9 @@ def previous_net(ctx: Context, month: Month, mode: str) -> dict[str, int]:
             for ccy, d in stored["currencies"].items()
         }
     if month_fully_synced(ctx, prev):
-        return {ccy: s.lines.net_revenue for ccy, s in summarize(ledger_movements(ctx, prev)).items()}
+        return {
+            ccy: s.lines.net_revenue for ccy, s in summarize(ledger_movements(ctx, prev)).items()
+        }
     return {}
 
 
@@ -189,17 +189,33 @@ def monthly(
             # A dry run creates nothing at Stripe: without recorded runs, the ledger speaks.
             movements = ledger_movements(ctx, target)
             figures = _figures(movements, None)
-            rows = monthly_rows(target, figures, previous_net(ctx, target, mode),
-                                reconciled=False, source="ledger (dry run)")  # fmt: skip
-            return MonthlyResult(target, figures, False, [], "ledger (dry run)", mode == "live",
-                                 rows, dry_run=True)  # fmt: skip
+            rows = monthly_rows(
+                target,
+                figures,
+                previous_net(ctx, target, mode),
+                reconciled=False,
+                source="ledger (dry run)",
+            )
+            return MonthlyResult(
+                target, figures, False, [], "ledger (dry run)", mode == "live", rows, dry_run=True
+            )
         activity_path = Path(known[0]["file_path"])  # type: ignore[index]
         balance_path = Path(known[1]["file_path"])  # type: ignore[index]
     else:
-        activity_path = reports.obtain(source, ctx.ledger, request(reports.ACTIVITY_SUMMARY),
-                                       archive_dir=archive_dir, deadline=poll_deadline)  # fmt: skip
-        balance_path = reports.obtain(source, ctx.ledger, request(reports.BALANCE_SUMMARY),
-                                      archive_dir=archive_dir, deadline=poll_deadline)  # fmt: skip
+        activity_path = reports.obtain(
+            source,
+            ctx.ledger,
+            request(reports.ACTIVITY_SUMMARY),
+            archive_dir=archive_dir,
+            deadline=poll_deadline,
+        )
+        balance_path = reports.obtain(
+            source,
+            ctx.ledger,
+            request(reports.BALANCE_SUMMARY),
+            archive_dir=archive_dir,
+            deadline=poll_deadline,
+        )
 
     report_movements = reports.activity_movements(activity_path)
     balances = reports.balances(balance_path)
@@ -215,9 +231,10 @@ def monthly(
 
     figures = _figures(report_movements, balances)
     source_label = "report" if reconciled else "report (ledger differs)"
-    rows = monthly_rows(target, figures, previous_net(ctx, target, mode),
-                        reconciled=reconciled, source=source_label)  # fmt: skip
-    livemode = mode == "live" and not (False in ctx.ledger.livemodes(iv.start, iv.end))
+    rows = monthly_rows(
+        target, figures, previous_net(ctx, target, mode), reconciled=reconciled, source=source_label
+    )
+    livemode = mode == "live" and False not in ctx.ledger.livemodes(iv.start, iv.end)
     if not dry_run:
         data: dict[str, Any] = {
             "currencies": {ccy: f.to_json() for ccy, f in figures.items()},
@@ -236,5 +253,6 @@ def monthly(
         from bot.jobs import refresh_dashboard
 
         refresh_dashboard(ctx)
-    return MonthlyResult(target, figures, reconciled, mismatches, source_label, livemode, rows,
-                         dry_run=dry_run)  # fmt: skip
+    return MonthlyResult(
+        target, figures, reconciled, mismatches, source_label, livemode, rows, dry_run=dry_run
+    )

@@ -14,9 +14,7 @@ REFUNDS = frozenset({"refund", "refund_failure", "partial_capture_reversal"})
 DISPUTES = frozenset({"dispute", "dispute_reversal"})
 FEE_CATEGORIES = frozenset({"fee", "tax", "network_cost"})
 PAYOUTS = frozenset({"payout", "payout_reversal"})
-NOT_ACTIVITY = PAYOUTS | frozenset(
-    {"transfer", "transfer_reversal", "topup", "topup_reversal"}
-)
+NOT_ACTIVITY = PAYOUTS | frozenset({"transfer", "transfer_reversal", "topup", "topup_reversal"})
 
 LINE_NAMES: tuple[str, ...] = (
     "gross_revenue",
@@ -179,9 +177,7 @@ def by_category(movements: Iterable[Movement]) -> dict[tuple[str, str], Category
         t[1] += m.amount
         t[2] += m.fee
         t[3] += m.net
-    return {
-        key: CategoryTotal(key[0], key[1], *vals) for key, vals in sorted(acc.items())
-    }
+    return {key: CategoryTotal(key[0], key[1], *vals) for key, vals in sorted(acc.items())}
 
 
 __all__ = [

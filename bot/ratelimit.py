@@ -1,7 +1,9 @@
 """A token bucket shared by every worker that talks to Stripe (STRIPE_MAX_RPS).
 
-``acquire`` hands out start times at least ``1/rate`` apart, so no one-second window ever sees
-more than ``rate`` request starts. After a 429, ``penalize`` pushes the next start time for
+``acquire`` hands out start times at least ``1/rate`` apart and never lets more than ``rate``
+(rounded down, at least one) starts into any one-second window: the spacing alone would allow
+three starts a second at a rate of 2.5, or 21 at 20 after floating-point rounding, so the last
+starts are kept and checked exactly. After a 429, ``penalize`` pushes the next start time for
 everyone, so workers slow down together instead of each hammering alone; it also stretches the
 spacing for a while (at most ``max_slowdown`` times), because a 429 while we keep under our own
 ceiling means the server's budget is smaller than we thought (another process on the same
@@ -11,8 +13,10 @@ without a new 429.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 
 
@@ -40,6 +44,7 @@ class TokenBucket:
         self._recovery = recovery
         self._lock = threading.Lock()
         self._next: float | None = None  # earliest start time of the next request
+        self._window: deque[float] = deque(maxlen=max(1, math.floor(rate)))  # last starts
         self._slowdown = 1.0  # spacing factor at the end of the last penalty
         self._penalty_until = float("-inf")  # recovery starts when the last penalty ends
         self.granted = 0
@@ -61,6 +66,9 @@ class TokenBucket:
         with self._lock:
             now = self._clock()
             start = now if self._next is None else max(now, self._next)
+            if len(self._window) == self._window.maxlen:
+                start = max(start, self._window[0] + 1.0)
+            self._window.append(start)
             # The factor is never below 1, so consecutive starts stay >= 1/rate apart.
             self._next = start + self._interval * self._factor(start)
             self.granted += 1

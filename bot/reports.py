@@ -65,7 +65,9 @@ class ReportRequest:
         return f"{self.report_type}_{start}_{end}_{self.mode}.csv"
 
 
-def ensure_available(source: ReportSource, report_type: str, interval: Interval, label: str) -> None:
+def ensure_available(
+    source: ReportSource, report_type: str, interval: Interval, label: str
+) -> None:
     """Defer (exit 75) when Stripe's data for the type does not cover ``interval`` yet."""
     rt = source.report_type(report_type)
     end = int(rt.get("data_available_end") or 0)
@@ -88,10 +90,21 @@ def obtain(
     clock: Callable[[], float] = time.monotonic,
 ) -> Path:
     """The run's CSV under ``archive_dir``, reusing a run the ledger already knows."""
-    key = (request.report_type, request.interval.start, request.interval.end, request.timezone, request.mode)
+    key = (
+        request.report_type,
+        request.interval.start,
+        request.interval.end,
+        request.timezone,
+        request.mode,
+    )
     dest = archive_dir / request.archive_name()
     known = ledger.report_run(*key)
-    if known and known["status"] == "succeeded" and known["file_path"] and Path(known["file_path"]).exists():
+    if (
+        known
+        and known["status"] == "succeeded"
+        and known["file_path"]
+        and Path(known["file_path"]).exists()
+    ):
         return Path(known["file_path"])
     run_id = known["run_id"] if known and known["status"] != "failed" else None
     if run_id is None:
@@ -208,7 +221,9 @@ def balances(path: Path) -> dict[str, Balances]:
     acc: dict[str, dict[str, int]] = {}
     for row in rows(path, ("category", "net_amount", "currency")):
         ccy = row["currency"].lower()
-        acc.setdefault(ccy, {})[row["category"]] = _minor(row["net_amount"], ccy, path, "net_amount")
+        acc.setdefault(ccy, {})[row["category"]] = _minor(
+            row["net_amount"], ccy, path, "net_amount"
+        )
     return {
         ccy: Balances(
             starting=v.get("starting_balance", 0),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import date, timedelta
 from typing import Any
 
@@ -11,7 +12,7 @@ from bot.ledger import Ledger
 def gaps(days: list[date]) -> list[tuple[date, date]]:
     """Inclusive runs of days missing between the first and the last synced day."""
     out: list[tuple[date, date]] = []
-    for a, b in zip(days, days[1:], strict=False):
+    for a, b in itertools.pairwise(days):
         if (b - a).days > 1:
             out.append((a + timedelta(days=1), b - timedelta(days=1)))
     return out
@@ -38,12 +39,16 @@ def render_text(report: dict[str, Any]) -> str:
         f"ledger: {report['ledger']} ({report['transactions']} transactions)",
         f"time zone: {report['timezone']}",
         f"last synced day: {report['last_synced_day'] or 'never'}"
-        + (f" (first {report['first_synced_day']}, {report['days_synced']} days)"
-           if report["first_synced_day"] else ""),
-    ]  # fmt: skip
+        + (
+            f" (first {report['first_synced_day']}, {report['days_synced']} days)"
+            if report["first_synced_day"]
+            else ""
+        ),
+    ]
     if report["gaps"]:
         lines.append(
-            "gaps: " + ", ".join(f"{g['from']} … {g['to']}" for g in report["gaps"])
+            "gaps: "
+            + ", ".join(f"{g['from']} … {g['to']}" for g in report["gaps"])
             + "  (run `revbot backfill --since FROM --until TO`)"
         )
     else:

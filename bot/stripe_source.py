@@ -229,7 +229,9 @@ def _get_following_redirects(requests: Any, url: str, key: str, timeout: float) 
     origin = urlsplit(url).netloc
     for _ in range(5):
         headers = {"Authorization": f"Bearer {key}"} if urlsplit(url).netloc == origin else {}
-        resp = requests.get(url, headers=headers, stream=True, timeout=timeout, allow_redirects=False)
+        resp = requests.get(
+            url, headers=headers, stream=True, timeout=timeout, allow_redirects=False
+        )
         if resp.status_code not in (301, 302, 303, 307, 308):
             return resp
         resp.close()
@@ -272,7 +274,9 @@ def _convert(e: Exception, what: str, key: Secret) -> RevbotError:
             "restricted key read access to Balance, Report runs and Files"
         )
     if isinstance(e, stripe.APIConnectionError):
-        return TemporaryError(f"cannot reach Stripe while {what} ({type(e).__name__}); try again later")
+        return TemporaryError(
+            f"cannot reach Stripe while {what} ({type(e).__name__}); try again later"
+        )
     if isinstance(e, stripe.APIError) and (status is None or status >= 500):
         if status is None:
             return ServiceError(f"Stripe sent an unreadable answer while {what}; try again later")

@@ -144,3 +144,27 @@ def test_live_mode_never_sends_test_data(tmp_path: Path) -> None:
                    allow_test_data=False)  # fmt: skip
     assert not (tmp_path / "outbox").exists()
     assert ledger.sends() == []
+
+
+def test_json_outputs_parse_and_match_the_ledger(mail_cli: Cli, resend_fake: FakeResendServer) -> None:
+    import json
+
+    run = mail_cli("monthly", "--month", str(LAST), "--json")
+    assert run.exit_code == 0, run.stderr
+    data = json.loads(run.stdout)
+    assert data["month"] == str(LAST) and data["reconciled"] is True
+    assert sorted(e["to"] for e in data["emails"]) == sorted(INVESTORS)
+    ledger = Ledger.open(Path(mail_cli.env["DATA_DIR"]) / "state.sqlite")
+    stored = ledger.monthly_result(str(LAST), "UTC", "test")
+    assert stored is not None
+    for ccy, fig in data["figures"].items():
+        assert fig["minor_units"]["gross_revenue"] == stored["currencies"][ccy.lower()]["lines"]["gross_revenue"]
+    run = mail_cli("daily", "--json")
+    assert run.exit_code == 0, run.stderr
+    daily = json.loads(run.stdout)
+    assert daily["command"] == "daily" and daily["monthly"] is None
+    status = json.loads(mail_cli("status", "--json").stdout)
+    assert status["last_synced_day"] == daily["day"]
+    assert {(s["recipient"], s["status"]) for s in status["sends"]} == {(a, "sent") for a in INVESTORS}
+    assert len(ledger.synced_days("UTC")) == status["days_synced"]
+    assert status["report_runs"] and all(r["status"] == "succeeded" for r in status["report_runs"])

@@ -144,7 +144,9 @@ def _ensure_tab(wb: Workbook, tab: TabSpec) -> Worksheet:
         ws.freeze_panes = "A2"
         for col, name in enumerate(tab.columns, 1):
             letter = ws.cell(1, col).column_letter
-            ws.column_dimensions[letter].width = max(12, len(name) + 2)
+            # Wide enough for a "yyyy-mm-dd hh:mm:ss" or a six-figure amount.
+            wide = name in ("updated_at", "created", "available_on", "description")
+            ws.column_dimensions[letter].width = max(20 if wide else 13, len(name) + 2)
     return ws
 
 
@@ -182,15 +184,16 @@ def _upsert(ws: Worksheet, tab: TabSpec, rows: Sequence[Row]) -> tuple[int, int]
     for row in rows:
         key = key_of(row)
         row_cells = cells(row)
-        r = index.get(key)
-        if r is None:
+        found = index.get(key)
+        if found is None:
             r = next_row
             next_row += 1
             index[key] = r
             inserted += 1
-        elif _same(ws, r, row_cells, compare):
+        elif _same(ws, found, row_cells, compare):
             continue
         else:
+            r = found
             updated += 1
         for c, cell in enumerate(row_cells, 1):
             _write_cell(ws, r, c, cell)
@@ -231,20 +234,22 @@ def _rebuild_charts(wb: Workbook) -> None:
             if isinstance(p, date):
                 c.number_format = DATE_FORMAT
             for j, ccy in enumerate(currencies, 1):
-                v = per_ccy[ccy].get(p)
-                if v is not None:
-                    ws.cell(i, col0 + j, v)
+                # A day without a row for a currency had no activity in it: 0, not a gap.
+                ws.cell(i, col0 + j, per_ccy[ccy].get(p, 0))
         for j, ccy in enumerate(currencies, 1):
             chart = LineChart() if title == DAILY.title else BarChart()
             chart.title = f"{title} net revenue, {ccy}"
+            # Date labels below the plot even when values go negative.
+            chart.x_axis.tickLblPos = "low"
             chart.y_axis.title = ccy
             chart.height, chart.width = 7.5, 16
             data = Reference(ws, min_col=col0 + j, min_row=1, max_row=len(periods) + 1)
             cats = Reference(ws, min_col=col0, min_row=2, max_row=len(periods) + 1)
             chart.add_data(data, titles_from_data=True)
             chart.set_categories(cats)
+            for s in chart.series:
+                s.smooth = False  # a smoothed line overshoots below zero between days
             chart.legend = None
             ws.add_chart(chart, f"P{anchor_row}")  # right of the pivot tables
             anchor_row += 16
         col0 += len(currencies) + 2
-

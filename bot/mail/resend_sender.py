@@ -171,7 +171,9 @@ class ResendMailer:
             if e.code in (401, "401") and "restricted" in str(e.error_type):
                 return None
             if e.code in (401, 403, "401", "403"):
-                raise ConfigError(f"RESEND_API_KEY was rejected by Resend ({self._describe(e)})") from None
+                raise ConfigError(
+                    f"RESEND_API_KEY was rejected by Resend ({self._describe(e)})"
+                ) from None
             raise TemporaryError(f"Resend could not list domains ({self._describe(e)})") from None
         data = answer.get("data", []) if isinstance(answer, Mapping) else []
         return [(str(d.get("name", "")), str(d.get("status", ""))) for d in data]
