@@ -120,16 +120,24 @@ def _progress(message: str) -> None:
     log.info(message)
 
 
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"revbot {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _main(
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Log what revbot does (secrets redacted).")
     ] = False,
-    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print the version and exit.", is_eager=True, callback=_show_version
+        ),
+    ] = False,
 ) -> None:
-    if version:
-        typer.echo(f"revbot {__version__}")
-        raise typer.Exit()
     _state["verbose"] = verbose
     _state["alerter"] = None  # one per command run (tests run several in one process)
     from bot import logs
@@ -137,7 +145,7 @@ def _main(
     logs.setup(verbose=verbose)
 
 
-def _print_summary(title: str, summary: dict[str, Summary]) -> None:
+def _print_summary(title: str, summary: dict[str, Summary], *, counts: bool = True) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -152,7 +160,8 @@ def _print_summary(title: str, summary: dict[str, Summary]) -> None:
         table.add_row(
             name, *(format_amount(s.lines.as_dict()[name], ccy) for ccy, s in summary.items())
         )
-    table.add_row("transactions", *(str(s.transactions) for s in summary.values()))
+    if counts:
+        table.add_row("transactions", *(str(s.transactions) for s in summary.values()))
     Console().print(table)
 
 
@@ -252,7 +261,9 @@ def _print_monthly(out: flows.MonthlyOutcome) -> None:
     status = "reconciled" if r.reconciled else "NOT reconciled: " + "; ".join(r.mismatches[:3])
     typer.echo(f"{r.month} ({r.source}): {status}")
     _print_summary(
-        f"{r.month.label()}", {c: Summary(currency=c, lines=f.lines) for c, f in r.figures.items()}
+        f"{r.month.label()}",
+        {c: Summary(currency=c, lines=f.lines) for c, f in r.figures.items()},
+        counts=False,
     )
     if out.skipped_send:
         typer.echo(out.skipped_send)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,7 @@ from typing import Any
 from bot import reports
 from bot.dashboard.base import DashboardUpdate, MonthlyRow
 from bot.errors import ConfigError
-from bot.jobs import Context, sync_days
+from bot.jobs import Context, refresh_dashboard, sync_days
 from bot.mail.model import mom_pct
 from bot.periods import Month, iter_days, last_closed_month, require_closed_month
 from bot.pnl import CategoryTotal, Movement, PnlLines, by_category, summarize
@@ -140,14 +140,7 @@ def _figures(
         bal = (balances or {}).get(ccy)
         if bal is not None:
             # The activity summary leaves payouts out; balance.summary.1 has them.
-            lines = PnlLines(
-                gross_revenue=lines.gross_revenue,
-                refunds=lines.refunds,
-                disputes=lines.disputes,
-                stripe_fees=lines.stripe_fees,
-                other=lines.other,
-                payouts=bal.payouts,
-            )
+            lines = replace(lines, payouts=bal.payouts)
         out[ccy] = CurrencyFigures(
             currency=ccy,
             lines=lines,
@@ -250,8 +243,6 @@ def monthly(
         ctx.ledger.save_monthly_result(str(target), ctx.tz_name, mode, data, reconciled)
         ctx.dashboard.apply(DashboardUpdate(monthly=rows))
         # The re-sync above may have queued days for the Daily tab too.
-        from bot.jobs import refresh_dashboard
-
         refresh_dashboard(ctx)
     return MonthlyResult(
         target, figures, reconciled, mismatches, source_label, livemode, rows, dry_run=dry_run
