@@ -1,7 +1,8 @@
 """The sandbox in a child process, so that its CPU does not compete with the client's GIL.
 
 ``python -m bench._server '<json options>'`` prints the base URL on one line, then serves until
-its stdin closes; at exit it prints the server's counters as one JSON line.
+its stdin closes, printing the server's counters as one JSON line for each ``stats`` line it
+reads, and once more at exit.
 """
 
 from __future__ import annotations
@@ -36,8 +37,16 @@ class ServerProcess:
             raise RuntimeError(f"the sandbox did not start: {line!r}")
         return cls(proc, line)
 
+    def stats(self) -> dict[str, Any]:
+        """The server's counters so far: requests (per route), 429s sent, transactions."""
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write("stats\n")
+        self.proc.stdin.flush()
+        stats: dict[str, Any] = json.loads(self.proc.stdout.readline())
+        return stats
+
     def stop(self) -> dict[str, Any]:
-        """Stop the server; its counters (requests per route, 429s sent)."""
+        """Stop the server; its final counters."""
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self.proc.stdin.close()
         out = self.proc.stdout.read()
@@ -67,27 +76,35 @@ def main(options: dict[str, Any]) -> None:
             seed=int(options.get("seed", 7)),
         )
     else:
-        account = SandboxAccount.generate(end=end, days=int(options["days"]), seed=int(options.get("seed", 7)))
+        account = SandboxAccount.generate(
+            end=end, days=int(options["days"]), seed=int(options.get("seed", 7))
+        )
     server = SandboxServer(
         account,
         latency=float(options.get("latency", 0.0)),
         rate_limit=options.get("rate_limit"),
     ).start()
     print(server.url, flush=True)
-    sys.stdin.read()  # until the parent closes our stdin
-    stats = server.stats
+
+    def report() -> None:
+        stats = server.stats
+        print(
+            json.dumps(
+                {
+                    "requests": sum(stats.requests.values()),
+                    "by_route": {f"{m} {p}": n for (m, p), n in stats.requests.items()},
+                    "rate_limited": stats.rate_limited,
+                    "transactions": len(account),
+                }
+            ),
+            flush=True,
+        )
+
+    for line in sys.stdin:  # until the parent closes our stdin
+        if line.strip() == "stats":
+            report()
+    report()
     server.stop()
-    print(
-        json.dumps(
-            {
-                "requests": sum(stats.requests.values()),
-                "by_route": {f"{m} {p}": n for (m, p), n in stats.requests.items()},
-                "rate_limited": stats.rate_limited,
-                "transactions": len(account),
-            }
-        ),
-        flush=True,
-    )
 
 
 if __name__ == "__main__":

@@ -30,7 +30,10 @@ def write(path: Path, *, rows: int, start: int, days: int = 365, seed: int = 7) 
 
     rng = random.Random(seed)
     # (currency, decimals, gross in minor units): charges mostly, a few refunds and fees.
-    plans = [("usd", 2, g) for g in (900, 1900, 2900, 4900, 9900)] + [("eur", 2, 2900), ("jpy", 0, 4980)]
+    plans = [("usd", 2, g) for g in (900, 1900, 2900, 4900, 9900)] + [
+        ("eur", 2, 2900),
+        ("jpy", 0, 4980),
+    ]
     span = days * 86_400
     stamps: dict[int, str] = {}
 

@@ -42,12 +42,19 @@ from bot.errors import ServiceError, UsageError
 from bot.jobs import Context, Source, refresh_dashboard
 from bot.ledger import Ledger
 from bot.money import MoneyError, exponent, to_minor
-from bot.periods import Interval, day_interval, days_interval, iter_days, require_past_day, yesterday
+from bot.periods import (
+    Interval,
+    day_interval,
+    days_interval,
+    iter_days,
+    require_past_day,
+    yesterday,
+)
+from bot.stripe_source import PAGE_SIZE  # Stripe's largest list page
 
 log = logging.getLogger(__name__)
 
 JOB = "backfill:balance_transactions"  # the key of this job's rows in the ledger's slices
-PAGE_SIZE = 100  # Stripe's largest list page; StripeSource asks for it
 SPLIT_MIN = 2 * PAGE_SIZE  # split a slice only when its rest looks worth two pages or more
 VIAS = ("api", "report")
 
@@ -139,7 +146,7 @@ def split_evenly(gaps: Sequence[tuple[int, int]], pieces: int) -> list[tuple[int
     for start, end in gaps:
         n = max(1, min(end - start, round(pieces * (end - start) / total)))
         cuts = [start + (end - start) * k // n for k in range(n + 1)]
-        out.extend((a, b) for a, b in zip(cuts, cuts[1:], strict=False) if b > a)
+        out.extend((a, b) for a, b in itertools.pairwise(cuts) if b > a)
     return sorted(out, reverse=True)
 
 
@@ -182,6 +189,9 @@ class Reporter(Protocol):
 
     def finish(self, progress: Progress) -> None: ...
 
+    def note(self, message: str) -> None:
+        """A step of the report path (run, download, load), which has no pages to count."""
+
 
 def _clock_text(seconds: float | None) -> str:
     if seconds is None:
@@ -209,7 +219,7 @@ class LogReporter:
 
     def start(self, progress: Progress) -> None:
         self._last = time.monotonic()
-        self._emit(f"backfill: {progress.total:,} seconds of history to read")
+        self._emit(f"backfill: {progress.total / 86_400:,.1f} days of history to read")
 
     def update(self, progress: Progress) -> None:
         with self._lock:
@@ -221,6 +231,9 @@ class LogReporter:
 
     def finish(self, progress: Progress) -> None:
         self._emit(describe(progress))
+
+    def note(self, message: str) -> None:
+        self._emit(f"backfill: {message}")
 
 
 class RichReporter:
@@ -255,7 +268,9 @@ class RichReporter:
 
     def start(self, progress: Progress) -> None:
         self._bar.start()
-        self._task = self._bar.add_task("backfill", total=max(1, progress.total), txns=0, pages=0, rps=0.0)
+        self._task = self._bar.add_task(
+            "backfill", total=max(1, progress.total), txns=0, pages=0, rps=0.0
+        )
 
     def update(self, progress: Progress) -> None:
         self._bar.update(
@@ -269,6 +284,9 @@ class RichReporter:
     def finish(self, progress: Progress) -> None:
         self.update(progress)
         self._bar.stop()
+
+    def note(self, message: str) -> None:
+        self._bar.console.log(message)
 
 
 # -- the concurrent API path ------------------------------------------------------------------
@@ -312,18 +330,22 @@ class StripePages:
         try:
             return list(body["data"]), bool(body["has_more"])
         except (KeyError, TypeError):
-            raise ServiceError("Stripe sent a list of balance transactions without its data") from None
+            raise ServiceError(
+                "Stripe sent a list of balance transactions without its data"
+            ) from None
 
-    def iter_pages(self, interval: Interval, *, type: str | None = None) -> Iterator[list[dict[str, Any]]]:
+    def iter_pages(
+        self, interval: Interval, *, type: str | None = None
+    ) -> Iterator[list[dict[str, Any]]]:
         after: str | None = None
         while True:
-            data, has_more = self.page(gte=interval.start, lt=interval.end, starting_after=after, type=type)
+            data, has_more = self.page(
+                gte=interval.start, lt=interval.end, starting_after=after, type=type
+            )
             yield data
             if not has_more or not data:
                 return
             after = str(data[-1]["id"])
-
-
 
 
 @dataclass(frozen=True)
@@ -348,7 +370,7 @@ class _Slice:
     floor: int = 0
     low: int | None = None
     density: float = 0.0  # transactions per second on the last page read
-    final: bool = False  # the last page was partly filled: nothing older is left
+    final: bool = False  # the listing is through: nothing is left to split off
     committed: int = 0
     count: int = 0
 
@@ -384,7 +406,9 @@ class _Engine:
         self._errors: list[BaseException] = []
         self._coverage = IntervalSet(ledger.completed_slices(JOB))
         bounds = [(d, day_interval(d, tz)) for d in sorted(days)]
-        self._days = [(iv.start, iv.end, d) for d, iv in bounds if not self._coverage.covers(iv.start, iv.end)]
+        self._days = [
+            (iv.start, iv.end, d) for d, iv in bounds if not self._coverage.covers(iv.start, iv.end)
+        ]
         self._day_starts = [s for s, _, _ in self._days]
         self._marked: set[date] = set()
         self._early_days = [d for d, iv in bounds if self._coverage.covers(iv.start, iv.end)]
@@ -589,7 +613,9 @@ class _Engine:
         )
 
 
-def plan(ledger: Ledger, interval: Interval, *, tz: ZoneInfo, days: Sequence[date]) -> list[tuple[int, int]]:
+def plan(
+    ledger: Ledger, interval: Interval, *, tz: ZoneInfo, days: Sequence[date]
+) -> list[tuple[int, int]]:
     """What is left to read of ``days`` (all inside ``interval``): their seconds, minus the
     slices earlier runs completed; merged, oldest first."""
     wanted = IntervalSet()
@@ -668,6 +694,7 @@ def backfill(
             todo,
             workers=workers,
             archive_dir=archive_dir or ctx.ledger.path.parent / "archive",
+            say=reporter.note,
         )
     else:
         interval = days_interval(since, last, ctx.tz)
@@ -755,21 +782,28 @@ def _ledger_rows(
     from bot.reports import CsvError
 
     col = {name: i for i, name in enumerate(header)}
-    i_id, i_created, i_available = col["balance_transaction_id"], col["created_utc"], col["available_on_utc"]
+    i_id, i_created, i_available = (
+        col["balance_transaction_id"],
+        col["created_utc"],
+        col["available_on_utc"],
+    )
     i_currency, i_gross, i_net = col["currency"], col["gross"], col["net"]
     i_category = col["reporting_category"]
     i_source, i_description = col.get("source_id"), col.get("description")
     ncols = len(header)
-    encode = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
+    encode = json.encoder.encode_basestring_ascii
     keys = [encode(h) + ":" for h in header]
     template = "{" + ",".join(k.replace("%", "%%") + '"%s"' for k in keys) + "}"
     hours: dict[str, int] = {}
+    stamps: dict[str, int] = {}
     exponents: dict[str, int] = {"usd": 2, "eur": 2}
     special = _SPECIAL
     row_no = 1
 
     def fail(message: str) -> CsvError:
-        return CsvError(f"report file {path}: row {row_no}: {message}; the file is kept for inspection")
+        return CsvError(
+            f"report file {path}: row {row_no}: {message}; the file is kept for inspection"
+        )
 
     def minor(text: str, currency: str) -> int:
         exp = exponents.get(currency)
@@ -823,12 +857,20 @@ def _ledger_rows(
             if len(created_text) != 19 or created_text[13] != ":" or created_text[16] != ":":
                 raise ValueError
             created = hour + int(created_text[14:16]) * 60 + int(created_text[17:19])
-            hour = hours.get(available_text[:13])
-            if hour is None:
-                hour = hours[available_text[:13]] = _hour_epoch(available_text[:13])
-            if len(available_text) != 19 or available_text[13] != ":" or available_text[16] != ":":
-                raise ValueError
-            available_on = hour + int(available_text[14:16]) * 60 + int(available_text[17:19])
+            available_on = stamps.get(available_text)  # mostly midnights: few values
+            if available_on is None:
+                hour = hours.get(available_text[:13])
+                if hour is None:
+                    hour = hours[available_text[:13]] = _hour_epoch(available_text[:13])
+                if (
+                    len(available_text) != 19
+                    or available_text[13] != ":"
+                    or available_text[16] != ":"
+                ):
+                    raise ValueError
+                available_on = hour + int(available_text[14:16]) * 60 + int(available_text[17:19])
+                if len(stamps) < 50_000:
+                    stamps[available_text] = available_on
         except (ValueError, IndexError):
             currency = currency.strip().lower()
             gross = minor(gross_text, currency)
@@ -872,7 +914,13 @@ def _read_header(path: Path) -> list[str]:
 
 
 def _parse_chunks(
-    path: Path, header: list[str], *, livemode: int | None, now: int, changed_at: str, chunk_rows: int
+    path: Path,
+    header: list[str],
+    *,
+    livemode: int | None,
+    now: int,
+    changed_at: str,
+    chunk_rows: int,
 ) -> Iterator[list[tuple[Any, ...]]]:
     """The file's ledger rows, ``chunk_rows`` at a time, each chunk sorted by id (so that
     the id index is written in runs instead of at random)."""
@@ -902,7 +950,9 @@ def _parse_in_child(send: Any, path: str, header: list[str], options: dict[str, 
         send.close()
 
 
-def _chunks_from_child(path: Path, header: list[str], options: dict[str, Any]) -> Iterator[list[tuple[Any, ...]]]:
+def _chunks_from_child(
+    path: Path, header: list[str], options: dict[str, Any]
+) -> Iterator[list[tuple[Any, ...]]]:
     """:func:`_parse_chunks` run in a child process: parsing takes one core, SQLite the other.
 
     (Threads cannot do this: the writer gives up the GIL for every row it steps, and gets it
@@ -915,7 +965,10 @@ def _chunks_from_child(path: Path, header: list[str], options: dict[str, Any]) -
     mp = multiprocessing.get_context("spawn")  # no fork of a process that has threads
     receive, send = mp.Pipe(duplex=False)
     child = mp.Process(
-        target=_parse_in_child, args=(send, str(path), header, options), daemon=True, name="ingest-parser"
+        target=_parse_in_child,
+        args=(send, str(path), header, options),
+        daemon=True,
+        name="ingest-parser",
     )
     child.start()
     send.close()
@@ -947,7 +1000,7 @@ def ingest_itemized(
     *,
     livemode: bool | None,
     now: datetime,
-    chunk_rows: int = 20_000,
+    chunk_rows: int = 10_000,
     parallel: bool | None = None,
 ) -> IngestStats:
     """Stream a ``balance_change_from_activity.itemized.3`` CSV into the ledger.
@@ -968,10 +1021,14 @@ def ingest_itemized(
     }
     if parallel is None:
         parallel = path.stat().st_size >= PARALLEL_MIN_BYTES
-    chunks = _chunks_from_child(path, header, options) if parallel else _parse_chunks(path, header, **options)
+    chunks = (
+        _chunks_from_child(path, header, options)
+        if parallel
+        else _parse_chunks(path, header, **options)
+    )
     rows = inserted = changed = 0
     try:
-        with ledger.transaction() as conn:
+        with ledger.bulk_transaction() as conn:
             for chunk in chunks:
                 ins, chg = ledger.upsert_report_rows(conn, chunk)
                 rows += len(chunk)
@@ -981,10 +1038,19 @@ def ingest_itemized(
         close = getattr(chunks, "close", None)
         if close is not None:
             close()
-    return IngestStats(rows=rows, inserted=inserted, changed=changed, seconds=time.monotonic() - started)
+    return IngestStats(
+        rows=rows, inserted=inserted, changed=changed, seconds=time.monotonic() - started
+    )
 
 
-def _via_report(ctx: Context, days: Sequence[date], *, workers: int, archive_dir: Path) -> FetchStats:
+def _via_report(
+    ctx: Context,
+    days: Sequence[date],
+    *,
+    workers: int,
+    archive_dir: Path,
+    say: Callable[[str], None],
+) -> FetchStats:
     from bot.reports import ACTIVITY_ITEMIZED, ReportRequest, ensure_available, obtain
 
     started = time.monotonic()
@@ -994,11 +1060,14 @@ def _via_report(ctx: Context, days: Sequence[date], *, workers: int, archive_dir
     ensure_available(source, ACTIVITY_ITEMIZED, interval, f"{first} … {last}")
     mode = str(source.mode)
     request = ReportRequest(ACTIVITY_ITEMIZED, interval, ctx.tz_name, mode)
-    ctx.progress(f"running {ACTIVITY_ITEMIZED} for {first} … {last}")
+    say(f"running {ACTIVITY_ITEMIZED} for {first} … {last}")
     path = obtain(source, ctx.ledger, request, archive_dir=archive_dir)
-    ctx.progress(f"loading {path.name} into the ledger")
+    say(f"loading {path.name} ({path.stat().st_size / 2**20:,.1f} MiB) into the ledger")
     ingest = ingest_itemized(ctx.ledger, path, livemode=mode == "live", now=ctx.now)
-    ctx.progress(f"{ingest.rows:,} report rows in {ingest.seconds:.1f}s; listing payouts and transfers")
+    say(
+        f"{ingest.rows:,} report rows in {ingest.seconds:.1f}s; listing payouts, transfers, "
+        "top-ups and reserves through the API"
+    )
 
     pages = fetched = inserted = changed = 0
     lock = threading.Lock()

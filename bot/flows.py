@@ -118,8 +118,9 @@ def daily_flow(
         out.monthly = monthly_and_send(
             ctx, month=due, archive_dir=archive_dir, mode=mode, email=email
         )
-    except TemporaryError as e:
-        # The day is synced; the month waits for Stripe and tomorrow's run tries again.
+    except (TemporaryError, monthly.NoReportData) as e:
+        # The day is synced; the month waits for Stripe and tomorrow's run tries again (a
+        # month older than the account is never reported: the next month replaces it).
         out.deferred = str(e)
         log.warning("monthly report for %s deferred: %s", due, e)
         return out

@@ -9,19 +9,24 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from bot import reports
 from bot.dashboard.base import DashboardUpdate, MonthlyRow
-from bot.errors import ConfigError
+from bot.errors import ConfigError, RevbotError
 from bot.jobs import Context, refresh_dashboard, sync_days
 from bot.mail.model import mom_pct
-from bot.periods import Month, iter_days, last_closed_month, require_closed_month
+from bot.periods import Interval, Month, iter_days, last_closed_month, require_closed_month
 from bot.pnl import CategoryTotal, Movement, PnlLines, by_category, summarize
 
 log = logging.getLogger(__name__)
+
+
+class NoReportData(RevbotError):
+    """The month ended before the Stripe account's data starts: there is nothing to report."""
 
 
 @dataclass(frozen=True)
@@ -167,8 +172,20 @@ def monthly(
     source: Any = ctx.source
     iv = target.interval(ctx.tz)
     label = target.label()
-    for type_id in (reports.ACTIVITY_SUMMARY, reports.BALANCE_SUMMARY):
+    first = max(
         reports.ensure_available(source, type_id, iv, label)
+        for type_id in (reports.ACTIVITY_SUMMARY, reports.BALANCE_SUMMARY)
+    )
+    # An account younger than the month: Stripe refuses an interval that starts before its
+    # data does, and there is nothing earlier to report, so the report starts there.
+    if first >= iv.end:
+        since = datetime.fromtimestamp(first, UTC).strftime("%Y-%m-%d")
+        raise NoReportData(
+            f"Stripe has no data for {label}: this account's data starts on {since}, so "
+            "there is no report for that month"
+        )
+    if first > iv.start:
+        iv = Interval(first, iv.end)
 
     def request(type_id: str) -> reports.ReportRequest:
         return reports.ReportRequest(type_id, iv, ctx.tz_name, mode)

@@ -67,8 +67,12 @@ class ReportRequest:
 
 def ensure_available(
     source: ReportSource, report_type: str, interval: Interval, label: str
-) -> None:
-    """Defer (exit 75) when Stripe's data for the type does not cover ``interval`` yet."""
+) -> int:
+    """Defer (exit 75) when Stripe's data for the type does not cover ``interval`` yet.
+
+    Returns the type's ``data_available_start``: Stripe refuses an interval that starts
+    earlier (an account younger than the period).
+    """
     rt = source.report_type(report_type)
     end = int(rt.get("data_available_end") or 0)
     if end < interval.end:
@@ -77,6 +81,7 @@ def ensure_available(
             f"Stripe's {report_type} data for {label} is not ready yet (available up to "
             f"{ready}); `revbot daily` will try again tomorrow"
         )
+    return int(rt.get("data_available_start") or 0)
 
 
 def obtain(

@@ -281,6 +281,13 @@ def _convert(e: Exception, what: str, key: Secret) -> RevbotError:
         if status is None:
             return ServiceError(f"Stripe sent an unreadable answer while {what}; try again later")
         return TemporaryError(f"Stripe answered {status} while {what}; try again later")
+    if isinstance(e, stripe.APIError):
+        # A body that is not JSON, or not in Stripe's error shape (a proxy's page, a cut-off
+        # answer): it was not Stripe refusing, and quoting the body helps nobody.
+        return ServiceError(
+            f"Stripe's answer (HTTP {status}) while {what} was not readable JSON; if this "
+            "persists, check STRIPE_API_BASE and any proxy between revbot and Stripe"
+        )
     code = getattr(e, "code", None) or ""
     detail = " ".join(str(getattr(e, "user_message", "") or "").split())[:300]
     return ServiceError(
