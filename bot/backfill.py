@@ -292,62 +292,6 @@ class RichReporter:
 # -- the concurrent API path ------------------------------------------------------------------
 
 
-class StripePages:
-    """One page of balance transactions at a time, as plain dicts, with a moving filter.
-
-    Goes through ``StripeSource.call`` (the shared bucket, 429 handling, error conversion)
-    but asks the client for the raw response: building ``StripeObject``s and converting them
-    back with ``to_dict()`` costs about three times the CPU of the rest of a page, and with
-    eight workers on two cores that decides whether the bucket stays saturated. (This is
-    StripeSource's job; it lives here until StripeSource grows a ``list_page``.)
-    """
-
-    def __init__(self, source: Any) -> None:
-        if not (hasattr(source, "call") and hasattr(source, "client")):
-            raise TypeError("backfill needs a StripeSource")
-        self.source = source
-
-    def page(
-        self,
-        *,
-        gte: int,
-        lt: int,
-        starting_after: str | None = None,
-        type: str | None = None,
-    ) -> tuple[list[dict[str, Any]], bool]:
-        """Transactions created in ``[gte, lt)``, newest first, after the cursor; has_more."""
-        params: dict[str, Any] = {"created": {"gte": gte, "lt": lt}, "limit": PAGE_SIZE}
-        if starting_after is not None:
-            params["starting_after"] = starting_after
-        if type is not None:
-            params["type"] = type
-        client = self.source.client
-        response = self.source.call(
-            f"listing {type or 'balance'} transactions",
-            lambda: client.raw_request("get", "/v1/balance_transactions", **params),
-        )
-        body = response.data
-        try:
-            return list(body["data"]), bool(body["has_more"])
-        except (KeyError, TypeError):
-            raise ServiceError(
-                "Stripe sent a list of balance transactions without its data"
-            ) from None
-
-    def iter_pages(
-        self, interval: Interval, *, type: str | None = None
-    ) -> Iterator[list[dict[str, Any]]]:
-        after: str | None = None
-        while True:
-            data, has_more = self.page(
-                gte=interval.start, lt=interval.end, starting_after=after, type=type
-            )
-            yield data
-            if not has_more or not data:
-                return
-            after = str(data[-1]["id"])
-
-
 @dataclass(frozen=True)
 class FetchStats:
     fetched: int
@@ -394,7 +338,6 @@ class _Engine:
     ) -> None:
         self.ledger = ledger
         self.source = source
-        self.pages = StripePages(source)
         self.tz = tz
         self.workers = max(1, workers)
         self.split_min = split_min
@@ -523,7 +466,7 @@ class _Engine:
         while not self._abort:
             with self._cond:
                 floor = chunk.floor
-            data, has_more = self.pages.page(gte=floor, lt=chunk.end, starting_after=after)
+            data, has_more = self.source.list_page(gte=floor, lt=chunk.end, starting_after=after)
             oldest = int(data[-1]["created"]) if data else None
             with self._cond:
                 self.pages_read += 1
@@ -1074,7 +1017,7 @@ def _via_report(
 
     def one_type(type_: str) -> None:
         nonlocal pages, fetched, inserted, changed
-        for page in StripePages(source).iter_pages(interval, type=type_):
+        for page in source.iter_pages(interval, type=type_):
             with ctx.ledger.transaction() as conn:
                 ins, chg = ctx.ledger.upsert_transactions(conn, page)
             with lock:

@@ -36,7 +36,13 @@ LOOKBACK_DAYS = 3
 class Source(Protocol):
     """What the jobs need of Stripe (implemented by :class:`bot.stripe_source.StripeSource`)."""
 
-    def iter_pages(self, interval: Interval) -> Iterable[list[dict[str, Any]]]: ...
+    def iter_pages(
+        self, interval: Interval, *, type: str | None = None
+    ) -> Iterable[list[dict[str, Any]]]: ...
+
+    def list_page(
+        self, *, gte: int, lt: int, starting_after: str | None = None, type: str | None = None
+    ) -> tuple[list[dict[str, Any]], bool]: ...
 
 
 @dataclass

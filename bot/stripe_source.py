@@ -116,22 +116,49 @@ class StripeSource:
 
     # -- balance transactions -------------------------------------------------------------
 
-    def iter_pages(self, interval: Interval) -> Iterator[list[dict[str, Any]]]:
+    def list_page(
+        self,
+        *,
+        gte: int,
+        lt: int,
+        starting_after: str | None = None,
+        type: str | None = None,
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """One page of balance transactions created in ``[gte, lt)``, newest first; has_more.
+
+        Asks the client for the raw response: building ``StripeObject``s and converting them
+        back with ``to_dict()`` costs about three times the CPU of the rest of a page, which
+        decides whether eight backfill workers on two cores keep the bucket saturated.
+        """
+        params: dict[str, Any] = {"created": {"gte": gte, "lt": lt}, "limit": PAGE_SIZE}
+        if starting_after is not None:
+            params["starting_after"] = starting_after
+        if type is not None:
+            params["type"] = type
+        client = self.client
+        response = self.call(
+            f"listing {type or 'balance'} transactions",
+            lambda: client.raw_request("get", "/v1/balance_transactions", **params),
+        )
+        body = response.data
+        try:
+            return list(body["data"]), bool(body["has_more"])
+        except (KeyError, TypeError):
+            raise ServiceError("Stripe sent a list of balance transactions without its data") from None
+
+    def iter_pages(
+        self, interval: Interval, *, type: str | None = None
+    ) -> Iterator[list[dict[str, Any]]]:
         """Pages of balance transactions created in ``[start, end)``, newest first."""
-        params: dict[str, Any] = {
-            "created": {"gte": interval.start, "lt": interval.end},
-            "limit": PAGE_SIZE,
-        }
+        after: str | None = None
         while True:
-            page = self.call(
-                "listing balance transactions",
-                lambda p=dict(params): self.client.v1.balance_transactions.list(p),  # type: ignore[misc]
+            data, has_more = self.list_page(
+                gte=interval.start, lt=interval.end, starting_after=after, type=type
             )
-            data = [t.to_dict() for t in page.data]
             yield data
-            if not page.has_more or not data:
+            if not has_more or not data:
                 return
-            params["starting_after"] = data[-1]["id"]
+            after = str(data[-1]["id"])
 
     def list_balance_transactions(self, interval: Interval) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
