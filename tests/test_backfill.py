@@ -585,6 +585,141 @@ def test_ingest_memory_stays_bounded(tmp_path: Path) -> None:
     assert peak < 2 * 2**20, peak
 
 
+def stored_rows(ledger: Ledger) -> list[tuple[Any, ...]]:
+    """Every column of every row but the two times of the ingest."""
+    with ledger.transaction() as conn:
+        return conn.execute(
+            "SELECT id, created, available_on, currency, amount, fee, net, reporting_category, "
+            "type, status, description, source, livemode, raw FROM transactions ORDER BY id"
+        ).fetchall()
+
+
+def tricky_rows() -> list[list[str]]:
+    rows = [
+        row(i, gross=f"{i}.{i % 100:02d}", net=f"{i - 1}.{(i * 7) % 100:02d}") for i in range(40)
+    ]
+    rows += [
+        row(100, currency="jpy", gross="4980", net="4801"),
+        row(101, currency="jpy", gross="-300", net="-300", category="refund"),
+        row(102, currency="kwd", gross="12.340", net="12.000"),
+        row(103, currency="kwd", gross="-0.005", net="-0.105"),
+        row(104, gross="-0.50", net="-0.75", category="dispute"),
+        row(105, gross="0.05", net="-0.25"),
+        row(106, gross="-1234.56", net="-1234.56", category="refund"),
+        row(107, gross="0.00", net="-0.30", category=""),
+        row(108, gross="5", net="4.5", currency="USD"),  # the Python path, inside a plain block
+        row(109, gross="-0.00", net="00.10"),
+        row(110, created="2026-03-01T10:00:00Z"),
+        row(111, created="2026-03-01 23:59:59", currency="eur"),
+        row(112, description='Order "A", with commas, quotes\nand a new line'),
+        row(113, description="Déjà vu ✓"),
+        row(114, description="tab\there, back\\slash"),
+        row(115, description="a, b", gross="1.00", net="0.70"),
+        row(116, description="100% off"),
+        row(117, currency="jpy", gross="49.00", net="47.00"),  # not a JPY amount as written
+        row(118, currency=" usd", gross="1_000.00", net=" 999.70"),
+        row(119, gross="-.50", net="-.75", created="2026-03-01T10:00:00"),
+    ]
+    rows += [
+        row(i, gross=f"-{i}.99", net=f"-{i + 1}.29", category="refund") for i in range(200, 230)
+    ]
+    return rows
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 7, 1000])
+def test_the_fast_paths_agree_with_the_slow_path_on_tricky_rows(
+    tmp_path: Path, chunk_rows: int
+) -> None:
+    rows = tricky_rows()
+    path = itemized_file(tmp_path / "it.csv", rows)
+    results = {}
+    for name, options in {
+        "slow": {"fast": False, "parallel": False},
+        "fast": {"fast": True, "parallel": False},
+        "fast-child": {"fast": True, "parallel": True},
+    }.items():
+        ledger = Ledger.open(tmp_path / f"{name}.sqlite")
+        stats = bf.ingest_itemized(
+            ledger, path, livemode=True, now=NOW, chunk_rows=chunk_rows, **options
+        )
+        assert (stats.rows, stats.inserted, stats.changed) == (len(rows), len(rows), 0)
+        results[name] = stored_rows(ledger)
+    assert results["fast"] == results["slow"] == results["fast-child"]
+    got = {r[0]: r for r in results["fast"]}
+    assert got["txn_" + "103".zfill(24)][4:7] == (-5, 100, -105)
+    assert got["txn_" + "104".zfill(24)][4:7] == (-50, 25, -75)
+    assert got["txn_" + "109".zfill(24)][4:7] == (0, -10, 10)
+    assert got["txn_" + "107".zfill(24)][7] == "other"
+    assert json.loads(got["txn_" + "114".zfill(24)][13])["description"] == "tab\there, back\\slash"
+
+
+def test_the_column_path_takes_plain_blocks_and_refuses_the_rest(tmp_path: Path) -> None:
+    path = itemized_file(tmp_path / "it.csv", [row(1)])
+    parser = bf._Parser(path, list(ITEMIZED), livemode=0, now=int(NOW.timestamp()), changed_at="t")
+    plain = "\r\n".join(",".join(row(i)) for i in (3, 1, 2)) + "\r\n"
+    columns = parser.fast(plain)
+    assert columns is not None
+    assert list(bf.column_rows(columns)) == sorted(
+        bf._ledger_rows(iter(plain.splitlines(keepends=True)), path=path, header=list(ITEMIZED),
+                        livemode=0, now=int(NOW.timestamp()), changed_at="t")
+    )  # fmt: skip
+    quoted = plain + '"' + '","'.join(row(9)) + '"\r\n'
+    tab = plain.replace("Invoice 1", "Invoice\t1")
+    short = plain + ",".join(row(9)[:5]) + "\r\n"
+    odd = [plain.replace("49.00", "49.001"), plain.replace("usd", "USD"), plain + "\r\n",
+           plain.replace("10:00:00", "10:60:00"), plain.replace("ch_1", "ch_1\u00e9")]  # fmt: skip
+    for text in (quoted, tab, short, *odd):
+        assert parser.fast(text) is None, text
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    amounts=st.lists(
+        st.tuples(
+            st.sampled_from(["usd", "jpy", "kwd", "eur", "USD", "bif"]),
+            st.integers(-(10**9), 10**9),
+            st.sampled_from(["canonical", "plus", "zeros", "short", "long"]),
+        ),
+        min_size=1,
+        max_size=12,
+    )
+)
+def test_any_amount_is_read_the_same_by_the_sql_and_python_paths(
+    tmp_path_factory: pytest.TempPathFactory, amounts: list[tuple[str, int, str]]
+) -> None:
+    from bot.money import exponent
+
+    def text(minor: int, ccy: str, style: str) -> str:
+        exp = exponent(ccy)
+        sign, digits = ("-" if minor < 0 else ""), str(abs(minor)).rjust(exp + 1, "0")
+        whole, frac = (digits[:-exp], digits[-exp:]) if exp else (digits, "")
+        body = f"{whole}.{frac}" if exp else whole
+        return {
+            "canonical": sign + body,
+            "plus": (sign or "+") + body,
+            "zeros": sign + "0" + body,
+            "short": sign + (body[:-1] if exp else body),
+            "long": sign + body + ("0" if exp else ".0"),
+        }[style]
+
+    tmp = tmp_path_factory.mktemp("amounts")
+    rows = [row(i, currency=c, gross=text(m, c, s), net=text(m // 3, c, "canonical"))
+            for i, (c, m, s) in enumerate(amounts)]  # fmt: skip
+    path = itemized_file(tmp / "it.csv", rows)
+    outcome: list[object] = []
+    for fast in (False, True):
+        ledger = Ledger.open(tmp / f"{fast}.sqlite")
+        try:
+            bf.ingest_itemized(ledger, path, livemode=False, now=NOW, fast=fast, parallel=False)
+            outcome.append(stored_rows(ledger))
+        except CsvError as e:
+            outcome.append(str(e).replace(str(tmp), ""))
+        ledger.close()
+    assert outcome[0] == outcome[1]
+
+
 # -- progress ---------------------------------------------------------------------------------
 
 
