@@ -53,6 +53,7 @@ class Context:
     tz: ZoneInfo
     now: datetime
     progress: Callable[[str], None] = lambda _msg: None
+    mode: str = "test"  # the Stripe key's mode: which monthly results are this account's
 
     @property
     def tz_name(self) -> str:
@@ -207,9 +208,35 @@ def refresh_dashboard(ctx: Context) -> tuple[list[date], str]:
     pending = ctx.ledger.pending_dashboard_days(ctx.tz_name)
     if pending:
         ctx.progress(f"writing {len(pending)} day(s) to the dashboard")
-        ctx.dashboard.apply(dashboard_update_for_days(ctx, pending))
+        result = ctx.dashboard.apply(dashboard_update_for_days(ctx, pending))
+        refill_created_tabs(ctx, result.created, already=pending)
         ctx.ledger.clear_dashboard_pending(ctx.tz_name, pending)
     return pending, ctx.dashboard.describe()
+
+
+def refill_created_tabs(ctx: Context, created: Iterable[str], *, already: Iterable[date]) -> None:
+    """A tab that was just created (a new workbook or sheet, a tab deleted or renamed) gets
+    everything the ledger knows, not only today's rows: the dashboard is a projection of the
+    ledger and can always be rebuilt from it without calling Stripe."""
+    created = set(created)
+    if not created & {"Daily", "Transactions", "Monthly"}:
+        return
+    from bot.monthly import rows_from_ledger  # monthly builds on this module
+
+    done = set(already)
+    days = [d for d in ctx.ledger.synced_days(ctx.tz_name) if d not in done]
+    update = dashboard_update_for_days(ctx, days) if created & {"Daily", "Transactions"} else None
+    monthly = rows_from_ledger(ctx) if "Monthly" in created else []
+    if (update is None or not (update.daily or update.transactions)) and not monthly:
+        return
+    ctx.progress(f"refilling {', '.join(sorted(created))} from the ledger")
+    ctx.dashboard.apply(
+        DashboardUpdate(
+            daily=update.daily if update else (),
+            transactions=update.transactions if update else (),
+            monthly=monthly,
+        )
+    )
 
 
 # -- daily ------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from typing import Any
 from bot import reports
 from bot.dashboard.base import DashboardUpdate, MonthlyRow
 from bot.errors import ConfigError, RevbotError
-from bot.jobs import Context, refresh_dashboard, sync_days
+from bot.jobs import Context, refill_created_tabs, refresh_dashboard, sync_days
 from bot.mail.model import mom_pct
 from bot.periods import Interval, Month, iter_days, last_closed_month, require_closed_month
 from bot.pnl import CategoryTotal, Movement, PnlLines, by_category, summarize
@@ -132,6 +132,25 @@ def monthly_rows(
         )
         for ccy, f in sorted(figures.items())
     ]
+
+
+def rows_from_ledger(ctx: Context) -> list[MonthlyRow]:
+    """Every month's row from the results saved in the ledger (no call to Stripe)."""
+    rows: list[MonthlyRow] = []
+    for m in ctx.ledger.monthly_months(ctx.tz_name, ctx.mode):
+        data = ctx.ledger.monthly_result(m, ctx.tz_name, ctx.mode)
+        if data is None:
+            continue
+        month = Month.parse(m)
+        figures = {ccy: CurrencyFigures.from_json(ccy, d) for ccy, d in data["currencies"].items()}
+        rows += monthly_rows(
+            month,
+            figures,
+            previous_net(ctx, month, ctx.mode),
+            reconciled=bool(data["reconciled"]),
+            source=str(data.get("source") or "report"),
+        )
+    return rows
 
 
 def _figures(
@@ -258,7 +277,8 @@ def monthly(
         same = {k: old.get(k) for k in data} == data and old.get("reconciled") == reconciled
         data["generated_at"] = old.get("generated_at") if same else ctx.now.isoformat()
         ctx.ledger.save_monthly_result(str(target), ctx.tz_name, mode, data, reconciled)
-        ctx.dashboard.apply(DashboardUpdate(monthly=rows))
+        written = ctx.dashboard.apply(DashboardUpdate(monthly=rows))
+        refill_created_tabs(ctx, written.created, already=())
         # The re-sync above may have queued days for the Daily tab too.
         refresh_dashboard(ctx)
     return MonthlyResult(

@@ -74,4 +74,5 @@ def make_context(
         tz=settings.tz,
         now=now or datetime.now(UTC),
         progress=progress or (lambda _m: None),
+        mode=settings.key_mode or "test",
     )

@@ -164,3 +164,18 @@ def test_bad_input_one_line_and_nothing_written(
     assert TEST_KEY not in run.stderr + run.stdout
     assert "W" * 24 not in run.stderr + run.stdout
     assert not (Path(cli.env["DATA_DIR"]) / "dashboard.xlsx").exists()
+
+
+def test_a_deleted_workbook_is_rebuilt_from_the_ledger(cli: Cli) -> None:
+    assert cli("backfill", "--since", days_ago(12).isoformat(), "--until", days_ago(6).isoformat()).exit_code == 0
+    assert cli("daily", "--date", days_ago(2).isoformat()).exit_code == 0
+    path = Path(cli.env["DATA_DIR"]) / "dashboard.xlsx"
+    before = sorted(daily_tab(cli), key=lambda r: (r[0], r[1]))
+    monthly_before = [tuple(r) for r in load_workbook(path)["Monthly"].iter_rows(min_row=2, values_only=True)]
+    assert monthly_before  # daily reported the last closed month
+    path.unlink()
+    assert cli("daily", "--date", days_ago(2).isoformat()).exit_code == 0
+    after = sorted(daily_tab(cli), key=lambda r: (r[0], r[1]))
+    assert [r[:12] for r in after] == [r[:12] for r in before]
+    monthly_after = [tuple(r) for r in load_workbook(path)["Monthly"].iter_rows(min_row=2, values_only=True)]
+    assert monthly_after == monthly_before

@@ -180,6 +180,9 @@ class WriteResult:
     inserted: dict[str, int] = field(default_factory=dict)
     updated: dict[str, int] = field(default_factory=dict)
     location: str = ""
+    # Tabs of ours that did not exist before this write (new dashboard, or a tab a founder
+    # deleted or renamed): the caller refills them from the ledger.
+    created: tuple[str, ...] = ()
 
 
 class Dashboard(Protocol):

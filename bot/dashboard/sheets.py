@@ -381,7 +381,10 @@ class GoogleSheetDashboard:
 
         self._plan_charts(plan, update, by_title, sheets, sheet_ids, grids)
         self._send(plan.requests())
-        return WriteResult(inserted=plan.inserted, updated=plan.updated, location=self.describe())
+        created = tuple(t.title for t in TABS if grids[t.title].created)
+        return WriteResult(
+            inserted=plan.inserted, updated=plan.updated, location=self.describe(), created=created
+        )
 
     # -- reading ------------------------------------------------------------------------------
 

@@ -109,6 +109,8 @@ class WorkbookDashboard:
     def apply(self, update: DashboardUpdate) -> WriteResult:
         wb = self._load()
         result = WriteResult(location=str(self.path))
+        created = tuple(t.title for t in TABS if t.title not in wb.sheetnames)
+        result.created = created
         for tab in TABS:
             ws = _ensure_tab(wb, tab)
             ins, upd = _upsert(ws, tab, update.rows_for(tab))
