@@ -37,7 +37,9 @@ app = typer.Typer(
     # Plain click help: rich's help formatting alone costs ~0.15 s of every cold start.
     rich_markup_mode=None,
 )
-sandbox_app = typer.Typer(help="The built-in Stripe-compatible sandbox account.", no_args_is_help=True)
+sandbox_app = typer.Typer(
+    help="The built-in Stripe-compatible sandbox account.", no_args_is_help=True
+)
 app.add_typer(sandbox_app, name="sandbox")
 
 _state: dict[str, Any] = {"verbose": False}
@@ -183,14 +185,18 @@ def _print_summary(title: str, summary: dict[str, Summary], *, counts: bool = Tr
 def daily(
     date: Annotated[
         str | None,
-        typer.Option("--date", help="Day to sync, YYYY-MM-DD (default: yesterday in REPORT_TIMEZONE)."),
+        typer.Option(
+            "--date", help="Day to sync, YYYY-MM-DD (default: yesterday in REPORT_TIMEZONE)."
+        ),
     ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Fetch and compute, but write nothing.")
     ] = False,
-    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON summary on stdout.")] = False,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print one JSON summary on stdout.")
+    ] = False,
 ) -> None:
-    """Sync a day (default yesterday), catch up missed days, re-read the last 3, update the dashboard."""
+    """Sync a day (default: yesterday), catch up missed days, re-read 3, update the dashboard."""
     with _errors("daily"):
         from bot import flows, summaries, wiring
         from bot.lock import exclusive
@@ -298,13 +304,20 @@ def monthly(
     month: Annotated[
         str | None, typer.Option("--month", help="Month, YYYY-MM (default: the last closed month).")
     ] = None,
-    no_send: Annotated[bool, typer.Option("--no-send", help="Do not send the investor email.")] = False,
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Compute from what is recorded; create, write and send nothing.")
+    no_send: Annotated[
+        bool, typer.Option("--no-send", help="Do not send the investor email.")
     ] = False,
-    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON summary on stdout.")] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run", help="Compute from what is recorded; create, write and send nothing."
+        ),
+    ] = False,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print one JSON summary on stdout.")
+    ] = False,
 ) -> None:
-    """Stripe's reports for a month, reconciled with the ledger; the Monthly tab; the investor email."""
+    """A month's Stripe reports, reconciled with the ledger; the Monthly tab; the investor email."""
     with _errors("monthly"):
         from bot import flows, wiring
         from bot.lock import exclusive
@@ -342,7 +355,9 @@ def resend(
     month: Annotated[str, typer.Option("--month", help="Month, YYYY-MM.")],
     to: Annotated[
         list[str] | None,
-        typer.Option("--to", help="Send only to this address (repeatable; default: every investor)."),
+        typer.Option(
+            "--to", help="Send only to this address (repeatable; default: every investor)."
+        ),
     ] = None,
 ) -> None:
     """Send a month's email again, to everyone or to the given addresses."""
@@ -374,7 +389,8 @@ def resend(
 def preview(
     month: Annotated[str, typer.Option("--month", help="Month, YYYY-MM.")],
     out: Annotated[
-        str | None, typer.Option("--out", help="HTML file to write (default: DATA_DIR/preview-YYYY-MM.html).")
+        str | None,
+        typer.Option("--out", help="HTML file to write (default: DATA_DIR/preview-YYYY-MM.html)."),
     ] = None,
 ) -> None:
     """Render a month's investor email to an HTML file, without sending anything."""
@@ -389,7 +405,10 @@ def preview(
         settings = _settings(require_stripe=False)
         ledger = wiring.open_ledger(settings, read_only=True)
         report = mailing.build_report(
-            ledger, month=target, timezone=settings.timezone, mode=settings.key_mode or "test",
+            ledger,
+            month=target,
+            timezone=settings.timezone,
+            mode=settings.key_mode or "test",
             company=settings.company_name,
         )
         rendered = render(report)
@@ -407,7 +426,8 @@ def preview(
 def backfill(
     since: Annotated[str, typer.Option("--since", help="First day, YYYY-MM-DD (inclusive).")],
     until: Annotated[
-        str | None, typer.Option("--until", help="Last day, YYYY-MM-DD (inclusive; default yesterday).")
+        str | None,
+        typer.Option("--until", help="Last day, YYYY-MM-DD (inclusive; default yesterday)."),
     ] = None,
     workers: Annotated[
         int, typer.Option("--workers", min=1, max=32, help="Concurrent Stripe workers.")
@@ -515,7 +535,9 @@ def status(
 
 @app.command()
 def demo(
-    days: Annotated[int, typer.Option("--days", min=7, max=400, help="Days of sandbox history.")] = 90,
+    days: Annotated[
+        int, typer.Option("--days", min=7, max=400, help="Days of sandbox history.")
+    ] = 90,
 ) -> None:
     """Run backfill and daily against the built-in sandbox into DATA_DIR, and say where to look."""
     with _errors():
@@ -529,7 +551,9 @@ def demo(
 
 @sandbox_app.command("serve")
 def sandbox_serve(
-    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port on 127.0.0.1.")] = 12111,
+    port: Annotated[
+        int, typer.Option("--port", min=0, max=65535, help="Port on 127.0.0.1.")
+    ] = 12111,
 ) -> None:
     """Serve the built-in Stripe-compatible sandbox account on 127.0.0.1 until Ctrl-C."""
     with _errors():

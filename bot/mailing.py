@@ -61,7 +61,14 @@ def build_report(
     prev = past.get(str(month.previous()), {})
     currencies = []
     for ccy, f in sorted(figures.items()):
-        history = (*tuple((str(m), past[str(m)][ccy].lines.net_revenue) for m in history_months[:-1] if ccy in past.get(str(m), {})), (str(month), f.lines.net_revenue))
+        history = (
+            *tuple(
+                (str(m), past[str(m)][ccy].lines.net_revenue)
+                for m in history_months[:-1]
+                if ccy in past.get(str(m), {})
+            ),
+            (str(month), f.lines.net_revenue),
+        )
         currencies.append(
             CurrencyReport(
                 currency=ccy,

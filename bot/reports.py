@@ -56,7 +56,8 @@ class ReportRequest:
 
     def idempotency_key(self) -> str:
         cols = ",".join(self.columns or ())
-        raw = f"{self.report_type}|{self.interval.start}|{self.interval.end}|{self.timezone}|{self.mode}|{cols}"
+        iv = self.interval
+        raw = f"{self.report_type}|{iv.start}|{iv.end}|{self.timezone}|{self.mode}|{cols}"
         return "revbot-report-" + hashlib.sha256(raw.encode()).hexdigest()[:40]
 
     def archive_name(self) -> str:
@@ -65,9 +66,7 @@ class ReportRequest:
         return f"{self.report_type}_{start}_{end}_{self.mode}.csv"
 
 
-def ensure_available(
-    source: ReportSource, report_type: str, interval: Interval, label: str
-) -> int:
+def ensure_available(source: ReportSource, report_type: str, interval: Interval, label: str) -> int:
     """Defer (exit 75) when Stripe's data for the type does not cover ``interval`` yet.
 
     Returns the type's ``data_available_start``: Stripe refuses an interval that starts

@@ -144,7 +144,9 @@ class StripeSource:
         try:
             return list(body["data"]), bool(body["has_more"])
         except (KeyError, TypeError):
-            raise ServiceError("Stripe sent a list of balance transactions without its data") from None
+            raise ServiceError(
+                "Stripe sent a list of balance transactions without its data"
+            ) from None
 
     def iter_pages(
         self, interval: Interval, *, type: str | None = None

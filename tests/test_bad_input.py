@@ -29,7 +29,10 @@ from tests.conftest import REPO, TEST_KEY, Cli, days_ago, today_utc
 DOC = REPO / "docs" / "bad-input.md"
 SHEET_ID = "1BadInputSheet0123456789abcdefghijklmnopqrst"
 SHEET_ENV = {"GOOGLE_SHEET_ID": SHEET_ID, "GOOGLE_APPLICATION_CREDENTIALS": "credentials.json"}
-MAIL_ENV = {"EMAIL_FROM": "Acme Finance <finance@acme.example>", "INVESTOR_EMAILS": "ann@fund.example"}
+MAIL_ENV = {
+    "EMAIL_FROM": "Acme Finance <finance@acme.example>",
+    "INVESTOR_EMAILS": "ann@fund.example",
+}
 CREDS_FIX = "create a service-account JSON key and set GOOGLE_APPLICATION_CREDENTIALS to its path"
 LEDGER_FIX = (
     "move it aside and restore a backup, or move it aside and run `revbot backfill` to rebuild it "
@@ -94,7 +97,9 @@ def _corrupt_ledger(cwd: Path) -> None:
 
 def _bad_workbook(cwd: Path) -> None:
     (cwd / "data").mkdir()
-    (cwd / "data" / "dashboard.xlsx").write_bytes(b"PK\x03\x04 saved by something that is not Excel")
+    (cwd / "data" / "dashboard.xlsx").write_bytes(
+        b"PK\x03\x04 saved by something that is not Excel"
+    )
 
 
 DAY = "<5 days ago>"
@@ -260,7 +265,9 @@ def test_bad_input(cli: Cli, case: Case) -> None:
 def not_due(sandbox: SandboxServer) -> None:
     """The closed month's reports are not ready: `daily` defers it, these tests are not about it."""
     sandbox.data_available_end = int(
-        datetime.combine(Month.of(today_utc()).first_day - timedelta(days=1), time(), UTC).timestamp()
+        datetime.combine(
+            Month.of(today_utc()).first_day - timedelta(days=1), time(), UTC
+        ).timestamp()
     )
 
 
@@ -269,9 +276,17 @@ def test_a_corrupt_ledger_is_never_started_over(cli: Cli, sandbox: SandboxServer
     _corrupt_ledger(cli.cwd)
     ledger = cli.cwd / "data" / "state.sqlite"
     digest = hashlib.sha256(ledger.read_bytes()).hexdigest()
-    for args in (("daily",), ("status",), ("monthly", "--no-send"), ("backfill", "--since", days_ago(3).isoformat())):
+    for args in (
+        ("daily",),
+        ("status",),
+        ("monthly", "--no-send"),
+        ("backfill", "--since", days_ago(3).isoformat()),
+    ):
         run = cli(*args)
-        assert run.exit_code == 1 and "is not a readable revbot ledger" in run.stderr, (args, run.stderr)
+        assert run.exit_code == 1 and "is not a readable revbot ledger" in run.stderr, (
+            args,
+            run.stderr,
+        )
     assert hashlib.sha256(ledger.read_bytes()).hexdigest() == digest
     # The way out the message gives works.
     ledger.rename(ledger.with_name("state.sqlite.broken"))
@@ -290,7 +305,9 @@ def test_a_bad_workbook_moved_aside_is_started_again(cli: Cli, sandbox: SandboxS
     assert run.exit_code == 0, run.stderr
     from openpyxl import load_workbook
 
-    dates = {r[0].date() for r in load_workbook(book)["Daily"].iter_rows(min_row=2, values_only=True)}
+    dates = {
+        r[0].date() for r in load_workbook(book)["Daily"].iter_rows(min_row=2, values_only=True)
+    }
     # The days the failed run synced were kept queued and are in the new workbook.
     assert {days_ago(n) for n in range(5, 9)} <= dates
 

@@ -12,7 +12,17 @@ from bot import __version__
 from bot.cli import app
 from tests.conftest import Cli
 
-COMMANDS = ["daily", "monthly", "resend", "preview", "backfill", "doctor", "status", "demo", "sandbox"]
+COMMANDS = [
+    "daily",
+    "monthly",
+    "resend",
+    "preview",
+    "backfill",
+    "doctor",
+    "status",
+    "demo",
+    "sandbox",
+]
 
 
 def test_every_command_has_help_text() -> None:
@@ -27,9 +37,13 @@ def test_every_command_has_help_text() -> None:
                 assert (getattr(param, "help", "") or "").strip(), f"{name} {param.name}"
 
 
-@pytest.mark.parametrize("entry", [["-m", "bot"], ["-c", "from bot.cli import main; main()"]], ids=["module", "script"])
+@pytest.mark.parametrize(
+    "entry", [["-m", "bot"], ["-c", "from bot.cli import main; main()"]], ids=["module", "script"]
+)
 def test_entry_points(entry: list[str]) -> None:
-    out = subprocess.run([sys.executable, *entry, "--version"], capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, *entry, "--version"], capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 0 and out.stdout.strip() == f"revbot {__version__}"
 
 

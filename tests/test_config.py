@@ -19,8 +19,11 @@ def test_flag_beats_env_beats_dotenv(tmp_path: Path) -> None:
     assert s.data_dir == tmp_path / "data"
     s = resolve(environ={"REPORT_TIMEZONE": "Asia/Tokyo"}, cwd=tmp_path)
     assert s.timezone == "Asia/Tokyo"
-    s = resolve(environ={"REPORT_TIMEZONE": "Asia/Tokyo"}, cwd=tmp_path,
-                overrides={"REPORT_TIMEZONE": "UTC"})
+    s = resolve(
+        environ={"REPORT_TIMEZONE": "Asia/Tokyo"},
+        cwd=tmp_path,
+        overrides={"REPORT_TIMEZONE": "UTC"},
+    )
     assert s.timezone == "UTC"
 
 
@@ -58,7 +61,9 @@ def test_key_mode_and_masking(tmp_path: Path) -> None:
 
 
 def test_lists_split(tmp_path: Path) -> None:
-    s = resolve(environ={"STRIPE_SECRET_KEY": GOOD, "INVESTOR_EMAILS": " a@x.com, b@y.org ,,"}, cwd=tmp_path)
+    s = resolve(
+        environ={"STRIPE_SECRET_KEY": GOOD, "INVESTOR_EMAILS": " a@x.com, b@y.org ,,"}, cwd=tmp_path
+    )
     assert s.investor_emails == ("a@x.com", "b@y.org")
 
 

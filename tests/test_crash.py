@@ -22,7 +22,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -39,6 +39,7 @@ from bot.sandbox import SandboxAccount, SandboxServer
 from tests.conftest import REVBOT_VARS, TEST_KEY, Cli, today_utc
 from tests.fakes.resend_server import FakeResendServer
 from tests.fakes.sheets import FakeSheetsServer, to_serial, write_service_account_key
+from tests.oracle import MONEY, major, pnl
 
 SID = "1CrashSheet0123456789abcdefghijklmnopqrstuvw"
 INVESTORS = ("ann@fund.example", "bob@angel.example")
@@ -51,9 +52,6 @@ KILLS = 30
 TRIALS = 30  # a run that ends before its kill point is replaced by an earlier kill
 PARALLEL = 8  # installations run side by side: each run mostly waits on the network
 LATENCY = 0.03  # seconds per sandbox request
-
-EXP = {"jpy": 0, "kwd": 3}  # the sandbox's currencies that are not 2-decimal
-MONEY = ("gross_revenue", "refunds", "disputes", "stripe_fees", "other", "net_revenue", "payouts")
 
 
 @pytest.fixture(scope="module")
@@ -140,37 +138,12 @@ class Outcome:
     synced_days: list[date]
 
 
-def major(minor: int, currency: str) -> Decimal:
-    return Decimal(minor).scaleb(-EXP.get(currency.lower(), 2))
-
-
-def expected_daily(txns: list[dict[str, Any]], days: list[date]) -> dict[tuple[float, str], dict[str, Decimal]]:
-    """PRODUCT.md §5 re-stated independently of bot.pnl: money lines per (day, currency)."""
+def expected_daily(
+    txns: list[dict[str, Any]], days: list[date]
+) -> dict[tuple[float, str], dict[str, Decimal]]:
+    """Money lines per (day serial, CURRENCY), from the sandbox's transactions."""
     wanted = {d: to_serial(d) for d in days}
-    out: dict[tuple[float, str], dict[str, int]] = defaultdict(lambda: dict.fromkeys(MONEY, 0))
-    for t in txns:
-        day = datetime.fromtimestamp(t["created"], UTC).date()
-        if day not in wanted:
-            continue
-        cat, line = t["reporting_category"], out[(wanted[day], t["currency"])]
-        if cat in ("payout", "payout_reversal"):
-            line["payouts"] += t["amount"]
-            continue
-        if cat in ("transfer", "transfer_reversal", "topup", "topup_reversal") or cat.endswith("reserved_funds"):
-            continue
-        line["net_revenue"] += t["net"]
-        line["stripe_fees"] -= t["fee"]
-        if cat == "charge":
-            line["gross_revenue"] += t["amount"]
-        elif cat in ("refund", "refund_failure", "partial_capture_reversal"):
-            line["refunds"] += t["amount"]
-        elif cat in ("dispute", "dispute_reversal"):
-            line["disputes"] += t["amount"]
-        elif cat in ("fee", "tax", "network_cost"):
-            line["stripe_fees"] += t["amount"]
-        else:
-            line["other"] += t["amount"]
-    return {(s, c.upper()): {k: major(v, c) for k, v in lines.items()} for (s, c), lines in out.items()}
+    return pnl(txns, lambda t: wanted.get(datetime.fromtimestamp(t["created"], UTC).date()))  # type: ignore[return-value]
 
 
 def keyed(grid: list[list[Any]], width: int, name: str) -> dict[Any, list[Any]]:
@@ -226,7 +199,9 @@ def check(inst: Installation, account: SandboxAccount) -> Outcome:
     for tid, row in tx.items():
         t = truth[tid]
         assert row[5] == t["currency"].upper()
-        assert [Decimal(str(v)) for v in row[6:9]] == [major(t[k], t["currency"]) for k in ("amount", "fee", "net")]
+        assert [Decimal(str(v)) for v in row[6:9]] == [
+            major(t[k], t["currency"]) for k in ("amount", "fee", "net")
+        ]
     daily = keyed(sheets.grid(SID, "Daily"), 2, "Daily")
     want = expected_daily(list(truth.values()), synced)
     assert set(daily) == set(want)
@@ -265,7 +240,9 @@ class Trial:
     outcome: Outcome | None = None
 
 
-def uninterrupted(root: Path, account: SandboxAccount, key: dict[str, Any]) -> tuple[float, Outcome]:
+def uninterrupted(
+    root: Path, account: SandboxAccount, key: dict[str, Any]
+) -> tuple[float, Outcome]:
     inst = Installation(root, account, key)
     try:
         start = time.monotonic()
@@ -297,7 +274,9 @@ def killed_then_completed(
         lock = inst.data / "revbot.lock"
         # The dead run's lock file stays behind, naming it; only the kernel's flock counts,
         # and that died with the process, so the next run must not be blocked by the file.
-        trial.stale_lock = trial.killed and lock.exists() and lock.read_text() == f"revbot daily (pid {proc.pid})"
+        trial.stale_lock = (
+            trial.killed and lock.exists() and lock.read_text() == f"revbot daily (pid {proc.pid})"
+        )
         run = inst.run()
         where = f"killed at {delay:.2f}s ({trial.phase})" if trial.killed else "not killed"
         assert run.returncode == 0, f"{where}: {run.stderr}"
@@ -328,7 +307,9 @@ def test_sigkill_at_30_points_then_complete(
         delays = sorted((span * (i + rng.random()) / TRIALS for i in range(TRIALS)), reverse=True)
         names = iter(range(10_000))
         running = {
-            pool.submit(killed_then_completed, tmp_path / f"k{next(names)}", account, key_template, d)
+            pool.submit(
+                killed_then_completed, tmp_path / f"k{next(names)}", account, key_template, d
+            )
             for d in delays
         }
         trials: list[Trial] = []
@@ -361,12 +342,16 @@ def test_two_daily_runs_started_together_do_not_interleave(
 ) -> None:
     sandbox.latency = 0.25  # each run holds the lock for a couple of seconds
     # The month's report is not due yet: the runs are about syncing days.
-    sandbox.data_available_end = int(datetime.combine(LAST.last_day, datetime.min.time(), UTC).timestamp())
+    sandbox.data_available_end = int(
+        datetime.combine(LAST.last_day, datetime.min.time(), UTC).timestamp()
+    )
     env = base_env() | cli.env
     day = (today_utc() - timedelta(days=2)).isoformat()
     argv = [sys.executable, "-m", "bot", "daily", "--date", day]
     procs = [
-        subprocess.Popen(argv, cwd=cli.cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            argv, cwd=cli.cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         for _ in range(2)
     ]
     results = [(p.wait(timeout=120), *p.communicate()) for p in procs]
@@ -388,16 +373,22 @@ def test_two_daily_runs_started_together_do_not_interleave(
     try:
         days = sorted(ledger.synced_days("UTC"))
         lo = int(datetime.combine(days[0], datetime.min.time(), UTC).timestamp())
-        hi = int(datetime.combine(days[-1] + timedelta(days=1), datetime.min.time(), UTC).timestamp())
+        hi = int(
+            datetime.combine(days[-1] + timedelta(days=1), datetime.min.time(), UTC).timestamp()
+        )
         stored = sorted(t.id for t in ledger.transactions_between(lo, hi))
     finally:
         ledger.close()
     assert len(days) == 4
-    assert stored == sorted(t["id"] for t in sandbox_account.transactions if lo <= t["created"] < hi)
+    assert stored == sorted(
+        t["id"] for t in sandbox_account.transactions if lo <= t["created"] < hi
+    )
 
 
 def test_a_held_lock_refuses_every_writing_command(cli: Cli, sandbox: SandboxServer) -> None:
-    sandbox.data_available_end = int(datetime.combine(LAST.last_day, datetime.min.time(), UTC).timestamp())
+    sandbox.data_available_end = int(
+        datetime.combine(LAST.last_day, datetime.min.time(), UTC).timestamp()
+    )
     data = Path(cli.env["DATA_DIR"])
     data.mkdir(parents=True)
     lock = data / "revbot.lock"

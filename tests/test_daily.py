@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -12,9 +11,7 @@ import pytest
 from openpyxl import load_workbook
 
 from tests.conftest import TEST_KEY, Cli, days_ago
-
-MONEY = ["gross_revenue", "refunds", "disputes", "stripe_fees", "other", "net_revenue", "payouts"]
-EXP = {"jpy": 0, "kwd": 3}
+from tests.oracle import MONEY, pnl
 
 
 def ts(day: date, hour: int) -> int:
@@ -22,34 +19,9 @@ def ts(day: date, hour: int) -> int:
 
 
 def expected_for_day(txns: list[dict[str, Any]], day: date) -> dict[str, dict[str, Decimal]]:
-    """PRODUCT.md §5, re-stated independently of bot.pnl, in major units."""
     start, end = ts(day, 0), ts(day + timedelta(days=1), 0)
-    out: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(MONEY, 0))
-    for t in txns:
-        if not start <= t["created"] < end:
-            continue
-        cat, line = t["reporting_category"], out[t["currency"]]
-        if cat in ("payout", "payout_reversal"):
-            line["payouts"] += t["amount"]
-            continue
-        if cat in ("transfer", "transfer_reversal", "topup", "topup_reversal") or cat.endswith("reserved_funds"):
-            continue
-        line["net_revenue"] += t["net"]
-        line["stripe_fees"] -= t["fee"]
-        if cat == "charge":
-            line["gross_revenue"] += t["amount"]
-        elif cat in ("refund", "refund_failure", "partial_capture_reversal"):
-            line["refunds"] += t["amount"]
-        elif cat in ("dispute", "dispute_reversal"):
-            line["disputes"] += t["amount"]
-        elif cat in ("fee", "tax", "network_cost"):
-            line["stripe_fees"] += t["amount"]
-        else:
-            line["other"] += t["amount"]
-    return {
-        ccy.upper(): {k: Decimal(v).scaleb(-EXP.get(ccy, 2)) for k, v in lines.items()}
-        for ccy, lines in out.items()
-    }
+    figures = pnl(txns, lambda t: day if start <= t["created"] < end else None)
+    return {ccy: lines for (_, ccy), lines in figures.items()}
 
 
 def daily_tab(cli: Cli) -> list[tuple[Any, ...]]:
@@ -64,11 +36,24 @@ def rows_by_key(rows: list[tuple[Any, ...]]) -> dict[tuple[str, str], tuple[Any,
 def test_a_busy_day_gives_exact_figures(cli: Cli, sandbox_account) -> None:  # type: ignore[no-untyped-def]
     day = days_ago(2)
     add = sandbox_account.add_transaction
-    add(created=ts(day, 9), amount=250000, fee=0, currency="jpy", reporting_category="charge", description="JPY plan")
+    add(
+        created=ts(day, 9),
+        amount=250000,
+        fee=0,
+        currency="jpy",
+        reporting_category="charge",
+        description="JPY plan",
+    )
     add(created=ts(day, 10), amount=4999, fee=175, currency="eur", reporting_category="charge")
     add(created=ts(day, 11), amount=-1999, currency="eur", reporting_category="refund")
     add(created=ts(day, 12), amount=-5000, fee=1500, currency="usd", reporting_category="dispute")
-    add(created=ts(day, 13), amount=-2500, currency="usd", reporting_category="fee", type="stripe_fee")
+    add(
+        created=ts(day, 13),
+        amount=-2500,
+        currency="usd",
+        reporting_category="fee",
+        type="stripe_fee",
+    )
     add(created=ts(day, 14), amount=-30000, currency="jpy", reporting_category="refund")
     add(created=ts(day, 15), amount=12340, fee=0, currency="kwd", reporting_category="charge")
 
@@ -90,11 +75,15 @@ def test_twice_the_same_day_leaves_identical_rows(cli: Cli) -> None:
     assert cli("daily", "--date", day.isoformat()).exit_code == 0
     first = daily_tab(cli)
     wb_path = Path(cli.env["DATA_DIR"]) / "dashboard.xlsx"
-    tx_first = [tuple(r) for r in load_workbook(wb_path)["Transactions"].iter_rows(values_only=True)]
+    tx_first = [
+        tuple(r) for r in load_workbook(wb_path)["Transactions"].iter_rows(values_only=True)
+    ]
     again = cli("daily", "--date", day.isoformat())
     assert again.exit_code == 0, again.stderr
     assert daily_tab(cli) == first
-    assert [tuple(r) for r in load_workbook(wb_path)["Transactions"].iter_rows(values_only=True)] == tx_first
+    assert [
+        tuple(r) for r in load_workbook(wb_path)["Transactions"].iter_rows(values_only=True)
+    ] == tx_first
     keys = [(r[0], r[1]) for r in first]
     assert len(keys) == len(set(keys))
     # the look-back window: the day and the 3 before it (the closed month, reconciled by the
@@ -108,21 +97,27 @@ def test_identity_holds_on_every_daily_row(cli: Cli) -> None:
     assert len(rows) > 40
     for r in rows:
         gross, refunds, disputes, fees, other, net = (Decimal(str(v)) for v in r[2:8])
-        assert (gross + refunds + disputes + fees + other).quantize(Decimal("0.001")) == net.quantize(
+        assert (gross + refunds + disputes + fees + other).quantize(
             Decimal("0.001")
-        ), r
+        ) == net.quantize(Decimal("0.001")), r
 
 
 def test_catch_up_and_late_change(cli: Cli, sandbox_account) -> None:  # type: ignore[no-untyped-def]
     assert cli("daily", "--date", days_ago(10).isoformat()).exit_code == 0
     # a transaction of a day inside the next look-back window changes late at Stripe
-    victim = next(t for t in sandbox_account.transactions
-                  if ts(days_ago(3), 0) <= t["created"] < ts(days_ago(2), 0) and t["reporting_category"] == "charge")
+    victim = next(
+        t
+        for t in sandbox_account.transactions
+        if ts(days_ago(3), 0) <= t["created"] < ts(days_ago(2), 0)
+        and t["reporting_category"] == "charge"
+    )
     run = cli("daily", "--date", days_ago(2).isoformat())
     assert run.exit_code == 0
     synced = {r[0].date() for r in daily_tab(cli)}
     assert {days_ago(n) for n in range(2, 14)} <= synced  # catch-up 9..3 and look-back
-    sandbox_account.update_transaction(victim["id"], description="=HYPERLINK(\"http://evil\")", status="available")
+    sandbox_account.update_transaction(
+        victim["id"], description='=HYPERLINK("http://evil")', status="available"
+    )
     assert cli("daily", "--date", days_ago(1).isoformat()).exit_code == 0
     wb = load_workbook(Path(cli.env["DATA_DIR"]) / "dashboard.xlsx")
     rows = [r for r in wb["Transactions"].iter_rows(min_row=2) if r[0].value == victim["id"]]
@@ -167,15 +162,24 @@ def test_bad_input_one_line_and_nothing_written(
 
 
 def test_a_deleted_workbook_is_rebuilt_from_the_ledger(cli: Cli) -> None:
-    assert cli("backfill", "--since", days_ago(12).isoformat(), "--until", days_ago(6).isoformat()).exit_code == 0
+    assert (
+        cli(
+            "backfill", "--since", days_ago(12).isoformat(), "--until", days_ago(6).isoformat()
+        ).exit_code
+        == 0
+    )
     assert cli("daily", "--date", days_ago(2).isoformat()).exit_code == 0
     path = Path(cli.env["DATA_DIR"]) / "dashboard.xlsx"
     before = sorted(daily_tab(cli), key=lambda r: (r[0], r[1]))
-    monthly_before = [tuple(r) for r in load_workbook(path)["Monthly"].iter_rows(min_row=2, values_only=True)]
+    monthly_before = [
+        tuple(r) for r in load_workbook(path)["Monthly"].iter_rows(min_row=2, values_only=True)
+    ]
     assert monthly_before  # daily reported the last closed month
     path.unlink()
     assert cli("daily", "--date", days_ago(2).isoformat()).exit_code == 0
     after = sorted(daily_tab(cli), key=lambda r: (r[0], r[1]))
     assert [r[:12] for r in after] == [r[:12] for r in before]
-    monthly_after = [tuple(r) for r in load_workbook(path)["Monthly"].iter_rows(min_row=2, values_only=True)]
+    monthly_after = [
+        tuple(r) for r in load_workbook(path)["Monthly"].iter_rows(min_row=2, values_only=True)
+    ]
     assert monthly_after == monthly_before

@@ -35,7 +35,11 @@ def world(cli: Cli, tmp_path: Path) -> Iterator[tuple[Cli, FakeSheetsServer, Fak
 
 
 def lines(out: str) -> dict[str, str]:
-    return {ln.split("]", 1)[1].split(":", 1)[0].strip(): ln for ln in out.splitlines() if ln.startswith("[")}
+    return {
+        ln.split("]", 1)[1].split(":", 1)[0].strip(): ln
+        for ln in out.splitlines()
+        if ln.startswith("[")
+    }
 
 
 def test_all_good(world: tuple[Cli, FakeSheetsServer, FakeResendServer]) -> None:
@@ -50,7 +54,9 @@ def test_all_good(world: tuple[Cli, FakeSheetsServer, FakeResendServer]) -> None
     assert RK not in run.stdout and "rk_test_…7890" in run.stdout
 
 
-def test_each_failure_has_its_fix(world: tuple[Cli, FakeSheetsServer, FakeResendServer], tmp_path: Path) -> None:
+def test_each_failure_has_its_fix(
+    world: tuple[Cli, FakeSheetsServer, FakeResendServer], tmp_path: Path
+) -> None:
     cli, sheets, resend = world
     sheets.unshare(SID)
     resend.domains[0]["status"] = "pending"
@@ -61,9 +67,15 @@ def test_each_failure_has_its_fix(world: tuple[Cli, FakeSheetsServer, FakeResend
                              "DATA_DIR": str(blocker / "data")})  # fmt: skip
     assert run.exit_code == 1
     checks = lines(run.stdout)
-    assert checks["Google Sheet"].startswith("[FAIL") and f"share the sheet with {EMAIL}" in checks["Google Sheet"]
+    assert (
+        checks["Google Sheet"].startswith("[FAIL")
+        and f"share the sheet with {EMAIL}" in checks["Google Sheet"]
+    )
     assert checks["Resend"].startswith("[FAIL") and "verify acme.example" in checks["Resend"]
-    assert checks["Google credentials"].startswith("[warn") and "chmod 600" in checks["Google credentials"]
+    assert (
+        checks["Google credentials"].startswith("[warn")
+        and "chmod 600" in checks["Google credentials"]
+    )
     assert checks["Stripe key kind"].startswith("[warn") and "rk_" in checks["Stripe key kind"]
     assert checks["Stripe key"].startswith("[warn") and "STRIPE_MODE=test" in checks["Stripe key"]
     assert checks["DATA_DIR"].startswith("[FAIL") and "DATA_DIR" in checks["DATA_DIR"]
@@ -77,4 +89,7 @@ def test_rejected_stripe_key(world: tuple[Cli, FakeSheetsServer, FakeResendServe
     assert run.exit_code == 1
     checks = lines(run.stdout)
     assert checks["Stripe balance transactions"].startswith("[FAIL")
-    assert "Balance, Report runs and Files" in checks["Stripe balance transactions"] or "copy the key" in checks["Stripe balance transactions"]
+    assert (
+        "Balance, Report runs and Files" in checks["Stripe balance transactions"]
+        or "copy the key" in checks["Stripe balance transactions"]
+    )

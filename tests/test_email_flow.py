@@ -15,8 +15,8 @@ import pytest
 from bot.errors import ConfigError
 from bot.ledger import Ledger
 from bot.mail.outbox import OutboxMailer
-from bot.mailing import send_month
 from bot.mail.sample import sample_report
+from bot.mailing import send_month
 from bot.periods import Month
 from tests.conftest import REVBOT_VARS, Cli, today_utc
 from tests.fakes.resend_server import FakeResendServer
@@ -51,7 +51,9 @@ def delivered(fake: FakeResendServer) -> dict[str, int]:
     return counts
 
 
-def test_each_investor_gets_exactly_one_private_message(mail_cli: Cli, resend_fake: FakeResendServer) -> None:
+def test_each_investor_gets_exactly_one_private_message(
+    mail_cli: Cli, resend_fake: FakeResendServer
+) -> None:
     run = mail_cli("monthly", "--month", str(LAST))
     assert run.exit_code == 0, run.stderr
     assert delivered(resend_fake) == dict.fromkeys(INVESTORS, 1)
@@ -72,7 +74,9 @@ def test_each_investor_gets_exactly_one_private_message(mail_cli: Cli, resend_fa
 
 
 def test_storm_of_429_and_500_still_once(mail_cli: Cli, resend_fake: FakeResendServer) -> None:
-    resend_fake.inject(status=429, times=2, name="rate_limit_exceeded", headers={"retry-after": "0"})
+    resend_fake.inject(
+        status=429, times=2, name="rate_limit_exceeded", headers={"retry-after": "0"}
+    )
     resend_fake.inject(status=500, times=1, name="internal_server_error")
     resend_fake.inject(status=500, times=1, deliver_then_fail=True)
     run = mail_cli("monthly", "--month", str(LAST))
@@ -102,19 +106,31 @@ def test_crash_after_send_before_record(mail_cli: Cli, resend_fake: FakeResendSe
     assert delivered(resend_fake) == dict.fromkeys(INVESTORS, 1)
 
 
-def test_resend_to_exactly_the_addresses_asked(mail_cli: Cli, resend_fake: FakeResendServer) -> None:
+def test_resend_to_exactly_the_addresses_asked(
+    mail_cli: Cli, resend_fake: FakeResendServer
+) -> None:
     assert mail_cli("monthly", "--month", str(LAST)).exit_code == 0
     run = mail_cli("resend", "--month", str(LAST), "--to", "BOB@angel.example")
     assert run.exit_code == 0, run.stderr
     assert "generation 2" in run.stdout
-    assert delivered(resend_fake) == {"ann@fund.example": 1, "bob@angel.example": 2, "cy@vc.example": 1}
-    keys = [m["idempotency_key"] for m in resend_fake.messages if m["to"] in ("bob@angel.example", ["bob@angel.example"])]
+    assert delivered(resend_fake) == {
+        "ann@fund.example": 1,
+        "bob@angel.example": 2,
+        "cy@vc.example": 1,
+    }
+    keys = [
+        m["idempotency_key"]
+        for m in resend_fake.messages
+        if m["to"] in ("bob@angel.example", ["bob@angel.example"])
+    ]
     assert len(set(keys)) == 2
     assert mail_cli("resend", "--month", str(LAST)).exit_code == 0
     assert sum(delivered(resend_fake).values()) == 7
 
 
-def test_preview_renders_without_sending(mail_cli: Cli, resend_fake: FakeResendServer, tmp_path: Path) -> None:
+def test_preview_renders_without_sending(
+    mail_cli: Cli, resend_fake: FakeResendServer, tmp_path: Path
+) -> None:
     assert mail_cli("monthly", "--month", str(LAST), "--no-send").exit_code == 0
     out = tmp_path / "p.html"
     run = mail_cli("preview", "--month", str(LAST), "--out", str(out))
@@ -146,7 +162,9 @@ def test_live_mode_never_sends_test_data(tmp_path: Path) -> None:
     assert ledger.sends() == []
 
 
-def test_json_outputs_parse_and_match_the_ledger(mail_cli: Cli, resend_fake: FakeResendServer) -> None:
+def test_json_outputs_parse_and_match_the_ledger(
+    mail_cli: Cli, resend_fake: FakeResendServer
+) -> None:
     import json
 
     run = mail_cli("monthly", "--month", str(LAST), "--json")
@@ -158,13 +176,18 @@ def test_json_outputs_parse_and_match_the_ledger(mail_cli: Cli, resend_fake: Fak
     stored = ledger.monthly_result(str(LAST), "UTC", "test")
     assert stored is not None
     for ccy, fig in data["figures"].items():
-        assert fig["minor_units"]["gross_revenue"] == stored["currencies"][ccy.lower()]["lines"]["gross_revenue"]
+        assert (
+            fig["minor_units"]["gross_revenue"]
+            == stored["currencies"][ccy.lower()]["lines"]["gross_revenue"]
+        )
     run = mail_cli("daily", "--json")
     assert run.exit_code == 0, run.stderr
     daily = json.loads(run.stdout)
     assert daily["command"] == "daily" and daily["monthly"] is None
     status = json.loads(mail_cli("status", "--json").stdout)
     assert status["last_synced_day"] == daily["day"]
-    assert {(s["recipient"], s["status"]) for s in status["sends"]} == {(a, "sent") for a in INVESTORS}
+    assert {(s["recipient"], s["status"]) for s in status["sends"]} == {
+        (a, "sent") for a in INVESTORS
+    }
     assert len(ledger.synced_days("UTC")) == status["days_synced"]
     assert status["report_runs"] and all(r["status"] == "succeeded" for r in status["report_runs"])

@@ -91,7 +91,9 @@ def drain(sandbox: SandboxServer, route: str) -> None:
     """Use up the injected faults left on ``route`` with plain requests: the fault clears."""
     for _ in range(1000):
         try:
-            r = requests.get(sandbox.url + route, headers={"Authorization": f"Bearer {TEST_KEY}"}, timeout=10)
+            r = requests.get(
+                sandbox.url + route, headers={"Authorization": f"Bearer {TEST_KEY}"}, timeout=10
+            )
         except requests.ConnectionError:
             continue  # an injected reset
         if r.status_code == 200:
@@ -111,7 +113,9 @@ def daily_ok(cli: Cli, account: SandboxAccount) -> None:
     run = cli("daily", "--date", DAY.isoformat())
     assert run.exit_code == 0, run.stderr
     assert "Traceback" not in run.stderr
-    assert_ledger_is_stripe(Path(cli.env["DATA_DIR"]), account, [DAY - timedelta(days=i) for i in range(4)])
+    assert_ledger_is_stripe(
+        Path(cli.env["DATA_DIR"]), account, [DAY - timedelta(days=i) for i in range(4)]
+    )
 
 
 def daily_fails(cli: Cli, code: int, *words: str) -> str:
@@ -128,7 +132,9 @@ def daily_fails(cli: Cli, code: int, *words: str) -> str:
 
 
 @pytest.mark.parametrize("retry_after", [None, "1"], ids=["no-retry-after", "retry-after"])
-def test_stripe_429_storm_that_passes(stripe_cli: Cli, sandbox, sandbox_account, retry_after) -> None:  # type: ignore[no-untyped-def]
+def test_stripe_429_storm_that_passes(
+    stripe_cli: Cli, sandbox, sandbox_account, retry_after
+) -> None:  # type: ignore[no-untyped-def]
     headers = {"Retry-After": retry_after} if retry_after else {}
     sandbox.inject(BT, status=429, times=2, headers=headers)
     daily_ok(stripe_cli, sandbox_account)
@@ -137,7 +143,11 @@ def test_stripe_429_storm_that_passes(stripe_cli: Cli, sandbox, sandbox_account,
 
 @pytest.mark.parametrize("retry_after", [None, "7"], ids=["no-retry-after", "retry-after"])
 def test_stripe_429_storm_that_outlasts_the_budget(
-    stripe_cli: Cli, sandbox, sandbox_account, tmp_path: Path, retry_after  # type: ignore[no-untyped-def]
+    stripe_cli: Cli,
+    sandbox,
+    sandbox_account,
+    tmp_path: Path,
+    retry_after,  # type: ignore[no-untyped-def]
 ) -> None:
     waits: list[float] = []
     source = StripeSource(api_key=Secret(TEST_KEY), api_base=sandbox.url, sleep=waits.append)
@@ -145,9 +155,13 @@ def test_stripe_429_storm_that_outlasts_the_budget(
     ledger = Ledger.open(data / "state.sqlite")
     ctx = Context(ledger=ledger, dashboard=WorkbookDashboard(data / "dashboard.xlsx"),
                   source=source, tz=ZoneInfo("UTC"), now=datetime.now(UTC))  # fmt: skip
-    sandbox.inject(BT, status=429, times=60, headers={"Retry-After": retry_after} if retry_after else {})
+    sandbox.inject(
+        BT, status=429, times=60, headers={"Retry-After": retry_after} if retry_after else {}
+    )
     with pytest.raises(TemporaryError) as caught:
-        flows.daily_flow(ctx, day=DAY, dry_run=False, archive_dir=data / "archive", mode="test", email=None)
+        flows.daily_flow(
+            ctx, day=DAY, dry_run=False, archive_dir=data / "archive", mode="test", email=None
+        )
     ledger.close()
     e = caught.value
     assert e.exit_code == 75 and "\n" not in str(e)
@@ -173,7 +187,9 @@ def test_stripe_500_then_503_then_success(stripe_cli: Cli, sandbox, sandbox_acco
 @pytest.mark.parametrize("status", [500, 503])
 def test_stripe_5xx_that_persists(stripe_cli: Cli, sandbox, sandbox_account, status: int) -> None:  # type: ignore[no-untyped-def]
     sandbox.inject(BT, status=status, times=3)  # the first try and the SDK's two retries
-    line = daily_fails(stripe_cli, 75, f"Stripe answered {status} while listing balance transactions")
+    line = daily_fails(
+        stripe_cli, 75, f"Stripe answered {status} while listing balance transactions"
+    )
     assert "try again later" in line
     daily_ok(stripe_cli, sandbox_account)
 
@@ -193,7 +209,9 @@ def test_stripe_connection_reset(stripe_cli: Cli, sandbox, sandbox_account, time
 
 
 @pytest.mark.parametrize("times", [1, 3], ids=["passes", "persists"])
-def test_stripe_slower_than_the_timeout(stripe_cli: Cli, sandbox, sandbox_account, times: int) -> None:  # type: ignore[no-untyped-def]
+def test_stripe_slower_than_the_timeout(
+    stripe_cli: Cli, sandbox, sandbox_account, times: int
+) -> None:  # type: ignore[no-untyped-def]
     data = Path(stripe_cli.env["DATA_DIR"])
     ledger = Ledger.open(data / "state.sqlite")
     source = StripeSource(api_key=Secret(TEST_KEY), api_base=sandbox.url, timeout=0.4)
@@ -202,10 +220,19 @@ def test_stripe_slower_than_the_timeout(stripe_cli: Cli, sandbox, sandbox_accoun
     sandbox.inject(BT, status=200, delay=1.0, times=times)  # answers, but after the timeout
     try:
         if times == 1:  # the SDK's retry gets through
-            flows.daily_flow(ctx, day=DAY, dry_run=False, archive_dir=data / "archive", mode="test", email=None)
+            flows.daily_flow(
+                ctx, day=DAY, dry_run=False, archive_dir=data / "archive", mode="test", email=None
+            )
         else:
             with pytest.raises(TemporaryError) as caught:
-                flows.daily_flow(ctx, day=DAY, dry_run=False, archive_dir=data / "archive", mode="test", email=None)
+                flows.daily_flow(
+                    ctx,
+                    day=DAY,
+                    dry_run=False,
+                    archive_dir=data / "archive",
+                    mode="test",
+                    email=None,
+                )
             e = caught.value
             assert e.exit_code == 75 and "\n" not in str(e)
             assert str(e).startswith("cannot reach Stripe while listing balance transactions")
@@ -226,7 +253,9 @@ def test_stripe_report_run_creation_failing_then_once(cli: Cli, sandbox) -> None
     sandbox.inject("/v1/reporting/report_runs", status=503, times=3)
     run = cli("monthly", "--month", str(LAST), "--no-send")
     assert run.exit_code == 75, run.stderr
-    assert "Stripe answered 503 while creating a balance_change_from_activity" in one_line(run.stderr)
+    assert "Stripe answered 503 while creating a balance_change_from_activity" in one_line(
+        run.stderr
+    )
     run = cli("monthly", "--month", str(LAST), "--no-send")
     assert run.exit_code == 0, run.stderr
     assert sandbox.stats.report_runs_created == 2
@@ -235,7 +264,9 @@ def test_stripe_report_run_creation_failing_then_once(cli: Cli, sandbox) -> None
 def test_account_younger_than_the_last_closed_month(tmp_path: Path) -> None:
     """Stripe refuses a report interval that starts before the account's data does."""
     first = LAST.first_day + timedelta(days=12)
-    account = SandboxAccount.generate(end=today_utc(), days=(today_utc() - first).days, seed=5, scale=0.3)
+    account = SandboxAccount.generate(
+        end=today_utc(), days=(today_utc() - first).days, seed=5, scale=0.3
+    )
     with SandboxServer(account) as stripe:
         cli = Cli(tmp_path, {"STRIPE_SECRET_KEY": TEST_KEY, "STRIPE_API_BASE": stripe.url,
                              "DATA_DIR": str(tmp_path / "data")})  # fmt: skip
@@ -293,7 +324,9 @@ def sheet_ok(cli: Cli, sheets: FakeSheetsServer, account: SandboxAccount) -> Non
 
 
 @pytest.mark.parametrize("status", [429, 500])
-def test_sheets_errors_that_pass(sheet_cli: Cli, sheets: FakeSheetsServer, sandbox_account, status: int) -> None:  # type: ignore[no-untyped-def]
+def test_sheets_errors_that_pass(
+    sheet_cli: Cli, sheets: FakeSheetsServer, sandbox_account, status: int
+) -> None:  # type: ignore[no-untyped-def]
     sheets.inject(status, times=1)
     sheet_ok(sheet_cli, sheets, sandbox_account)
     assert sheets.statuses.count(status) == 1
@@ -301,7 +334,12 @@ def test_sheets_errors_that_pass(sheet_cli: Cli, sheets: FakeSheetsServer, sandb
 
 @pytest.mark.parametrize("status", [429, 500])
 def test_sheets_errors_past_the_budget(
-    sheet_cli: Cli, sheets: FakeSheetsServer, sandbox, sandbox_account, tmp_path: Path, status: int  # type: ignore[no-untyped-def]
+    sheet_cli: Cli,
+    sheets: FakeSheetsServer,
+    sandbox,
+    sandbox_account,
+    tmp_path: Path,
+    status: int,  # type: ignore[no-untyped-def]
 ) -> None:
     waits: list[float] = []
     dash = GoogleSheetDashboard(spreadsheet_id=SID, credentials_file=Path(sheet_cli.env["GOOGLE_APPLICATION_CREDENTIALS"]),
@@ -313,7 +351,9 @@ def test_sheets_errors_past_the_budget(
     sheets.inject(status, times=10_000)
     try:
         with pytest.raises(TemporaryError) as caught:
-            flows.daily_flow(ctx, day=DAY, dry_run=False, archive_dir=data / "archive", mode="test", email=None)
+            flows.daily_flow(
+                ctx, day=DAY, dry_run=False, archive_dir=data / "archive", mode="test", email=None
+            )
         e = caught.value
         assert e.exit_code == 75 and "\n" not in str(e) and "try again later" in str(e)
         assert ("quota exceeded" if status == 429 else "unavailable") in str(e)
@@ -360,7 +400,9 @@ def resend_fake() -> Iterator[FakeResendServer]:
 
 
 @pytest.fixture
-def mail_cli(month_ready: tuple[SandboxServer, Path], resend_fake: FakeResendServer, tmp_path: Path) -> Cli:
+def mail_cli(
+    month_ready: tuple[SandboxServer, Path], resend_fake: FakeResendServer, tmp_path: Path
+) -> Cli:
     stripe, template = month_ready
     data = tmp_path / "data"
     shutil.copytree(template, data)
@@ -404,17 +446,23 @@ def monthly_sends_once(cli: Cli, fake: FakeResendServer) -> None:
      dict(status=409, times=1, name="concurrent_idempotent_requests")],
     ids=["429", "500", "500-after-delivery", "409-in-flight"],
 )  # fmt: skip
-def test_resend_errors_that_pass(mail_cli: Cli, resend_fake: FakeResendServer, fault: dict[str, Any]) -> None:
+def test_resend_errors_that_pass(
+    mail_cli: Cli, resend_fake: FakeResendServer, fault: dict[str, Any]
+) -> None:
     resend_fake.inject(**fault)
     monthly_sends_once(mail_cli, resend_fake)
 
 
-def test_resend_500_that_persists(mail_cli: Cli, resend_fake: FakeResendServer, month_ready) -> None:  # type: ignore[no-untyped-def]
+def test_resend_500_that_persists(
+    mail_cli: Cli, resend_fake: FakeResendServer, month_ready
+) -> None:  # type: ignore[no-untyped-def]
     """Through the send job with a mailer whose waits are recorded, not slept."""
     from bot.mailing import build_report, send_month
 
     waits: list[float] = []
-    mailer = ResendMailer(api_key=RESEND_KEY, api_url=resend_fake.url, sleep=waits.append, min_interval=0)
+    mailer = ResendMailer(
+        api_key=RESEND_KEY, api_url=resend_fake.url, sleep=waits.append, min_interval=0
+    )
     data = Path(mail_cli.env["DATA_DIR"])
     ledger = Ledger.open(data / "state.sqlite")
     resend_fake.inject(status=500, times=5)
@@ -451,7 +499,9 @@ def test_resend_409_other_content_same_key(mail_cli: Cli, resend_fake: FakeResen
      ("invalid_from_address", 78, ("EMAIL_FROM", "not a verified sender"))],
     ids=["validation", "from-address"],
 )  # fmt: skip
-def test_resend_422(mail_cli: Cli, resend_fake: FakeResendServer, name: str, code: int, words: tuple[str, ...]) -> None:
+def test_resend_422(
+    mail_cli: Cli, resend_fake: FakeResendServer, name: str, code: int, words: tuple[str, ...]
+) -> None:
     resend_fake.inject(status=422, times=1, name=name, message="Invalid `to` field.")
     run = mail_cli("monthly", "--month", str(LAST))
     assert run.exit_code == code, (run.stdout, run.stderr)
@@ -461,4 +511,3 @@ def test_resend_422(mail_cli: Cli, resend_fake: FakeResendServer, name: str, cod
     assert resend_fake.messages == []
     assert sends(mail_cli)[INVESTORS[0]][0] == "intent"
     monthly_sends_once(mail_cli, resend_fake)
-

@@ -47,7 +47,7 @@ PAYLOADS = [
     "2026-10-31",
     "TRUE",
     '<script>alert("xss")</script>',
-    '<img src=x onerror=alert(1)> & "quotes" \'single\'',
+    "<img src=x onerror=alert(1)> & \"quotes\" 'single'",
     "=1+1\n=2+2",
     "Order #42 — café, naïve ☕",
 ]
@@ -61,7 +61,9 @@ def ts(hour: int, minute: int) -> int:
 def stripe_text(sandbox_account: SandboxAccount, sandbox: SandboxServer) -> dict[str, str]:
     """One charge per payload on DAY; id -> description."""
     # The closed month's reports are not ready: `daily` defers it, this is about the sync.
-    sandbox.data_available_end = int(datetime.combine(LAST.last_day, time(), tzinfo=UTC).timestamp())
+    sandbox.data_available_end = int(
+        datetime.combine(LAST.last_day, time(), tzinfo=UTC).timestamp()
+    )
     out = {}
     for i, text in enumerate(PAYLOADS):
         t = sandbox_account.add_transaction(created=ts(6, i), amount=1000 + i, fee=30, currency="usd",
@@ -78,10 +80,16 @@ def sheets() -> Iterator[FakeSheetsServer]:
         assert fake.violations == []
 
 
-def test_inert_in_the_google_sheet(cli: Cli, sheets: FakeSheetsServer, stripe_text: dict[str, str], tmp_path: Path) -> None:
+def test_inert_in_the_google_sheet(
+    cli: Cli, sheets: FakeSheetsServer, stripe_text: dict[str, str], tmp_path: Path
+) -> None:
     key = tmp_path / "credentials.json"
     write_service_account_key(key, token_uri=sheets.token_uri)
-    env = {"GOOGLE_SHEET_ID": SID, "GOOGLE_APPLICATION_CREDENTIALS": str(key), "GOOGLE_SHEETS_API_URL": sheets.url}
+    env = {
+        "GOOGLE_SHEET_ID": SID,
+        "GOOGLE_APPLICATION_CREDENTIALS": str(key),
+        "GOOGLE_SHEETS_API_URL": sheets.url,
+    }
     for _ in range(2):  # written, then rewritten in place
         run = cli("daily", "--date", DAY.isoformat(), env=env)
         assert run.exit_code == 0, run.stderr
@@ -91,7 +99,10 @@ def test_inert_in_the_google_sheet(cli: Cli, sheets: FakeSheetsServer, stripe_te
     assert set(rows) == set(stripe_text)
     for txn_id, text in stripe_text.items():
         n, row = rows[txn_id]
-        assert row[desc_col] == text and not isinstance(row[desc_col], Formula), (text, row[desc_col])
+        assert row[desc_col] == text and not isinstance(row[desc_col], Formula), (
+            text,
+            row[desc_col],
+        )
         cell = sheets.cell(SID, "Transactions", f"{chr(ord('A') + desc_col)}{n + 1}")
         assert cell["userEnteredValue"] == {"stringValue": text}, cell
     # No formula anywhere on revbot's tabs (the Charts tab's own QUERY helpers aside).
@@ -117,18 +128,28 @@ def test_inert_in_the_workbook(cli: Cli, stripe_text: dict[str, str]) -> None:
         assert cell.value == text and cell.data_type == "s", (text, cell.value, cell.data_type)
     # In the file itself: no formula element in any worksheet, and the text is stored as text.
     with zipfile.ZipFile(path) as z:
-        sheets_xml = {n: z.read(n).decode() for n in z.namelist() if n.startswith("xl/worksheets/sheet")}
-        shared = z.read("xl/sharedStrings.xml").decode() if "xl/sharedStrings.xml" in z.namelist() else ""
+        sheets_xml = {
+            n: z.read(n).decode() for n in z.namelist() if n.startswith("xl/worksheets/sheet")
+        }
+        shared = (
+            z.read("xl/sharedStrings.xml").decode()
+            if "xl/sharedStrings.xml" in z.namelist()
+            else ""
+        )
     assert sheets_xml
     for name, xml in sheets_xml.items():
         assert not re.search(r"<(?:\w+:)?f[\s>/]", xml), name
     assert "&lt;script&gt;" in shared + "".join(sheets_xml.values())
 
 
-COMPANY = '<script>alert("x")</script> =HYPERLINK("http://evil.example") & Co\r\nBcc: eve@evil.example'
+COMPANY = (
+    '<script>alert("x")</script> =HYPERLINK("http://evil.example") & Co\r\nBcc: eve@evil.example'
+)
 
 
-def test_company_name_is_escaped_in_the_email(cli: Cli, stripe_text: dict[str, str], sandbox: SandboxServer) -> None:
+def test_company_name_is_escaped_in_the_email(
+    cli: Cli, stripe_text: dict[str, str], sandbox: SandboxServer
+) -> None:
     sandbox.data_available_end = None  # the closed month is ready
     env = {"EMAIL_FROM": "Acme Finance <finance@acme.example>", "INVESTOR_EMAILS": "ann@fund.example",
            "COMPANY_NAME": COMPANY}  # fmt: skip
@@ -140,13 +161,17 @@ def test_company_name_is_escaped_in_the_email(cli: Cli, stripe_text: dict[str, s
     msg = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
     # One line in the subject: the CR LF did not start a header of its own.
     assert msg["Bcc"] is None and "eve@evil.example" not in str(msg["To"])
-    assert "\n" not in str(msg["Subject"]) and str(msg["Subject"]).startswith('<script>alert("x")</script>')
+    assert "\n" not in str(msg["Subject"]) and str(msg["Subject"]).startswith(
+        '<script>alert("x")</script>'
+    )
     html = msg.get_body(("html",)).get_content()
     text = msg.get_body(("plain",)).get_content()
     for body in (html, html_file.read_text()):
         assert "<script>" not in body and "&lt;script&gt;" in body
         assert '<a href="http://evil.example' not in body
-    assert '<script>alert("x")</script> =HYPERLINK("http://evil.example") & Co' in " ".join(text.split())
+    assert '<script>alert("x")</script> =HYPERLINK("http://evil.example") & Co' in " ".join(
+        text.split()
+    )
     # Stripe's own text never reaches the email at all.
     for desc in stripe_text.values():
         if len(desc) > 6 and not desc.startswith(("=1+1", "-1", "TRUE")):

@@ -8,7 +8,9 @@ from bot.errors import RevbotError
 from bot.ledger import Ledger
 
 
-def txn(id_: str, created: int, amount: int = 1000, fee: int = 59, **kw: object) -> dict[str, object]:
+def txn(
+    id_: str, created: int, amount: int = 1000, fee: int = 59, **kw: object
+) -> dict[str, object]:
     base: dict[str, object] = {
         "id": id_, "object": "balance_transaction", "created": created, "available_on": created + 86400,
         "currency": "usd", "amount": amount, "fee": fee, "net": amount - fee,
@@ -24,7 +26,9 @@ def test_upsert_by_id_and_late_change(tmp_path: Path) -> None:
     with ledger.transaction() as conn:
         assert ledger.upsert_transactions(conn, [txn("txn_1", 100), txn("txn_2", 200)]) == (2, 0)
     with ledger.transaction() as conn:
-        assert ledger.upsert_transactions(conn, [txn("txn_1", 100), txn("txn_2", 200, status="available")]) == (0, 1)
+        assert ledger.upsert_transactions(
+            conn, [txn("txn_1", 100), txn("txn_2", 200, status="available")]
+        ) == (0, 1)
     rows = ledger.transactions_between(0, 1000)
     assert [r.id for r in rows] == ["txn_1", "txn_2"]
     assert rows[1].status == "available"
@@ -46,7 +50,9 @@ def test_transaction_rolls_back_on_crash(tmp_path: Path) -> None:
 def test_synced_days_and_dashboard_queue(tmp_path: Path) -> None:
     ledger = Ledger.open(tmp_path / "state.sqlite")
     with ledger.transaction() as conn:
-        ledger.mark_days_synced(conn, "UTC", {date(2026, 1, 2): (1, 2, 0), date(2026, 1, 1): (0, 1, 3)})
+        ledger.mark_days_synced(
+            conn, "UTC", {date(2026, 1, 2): (1, 2, 0), date(2026, 1, 1): (0, 1, 3)}
+        )
     assert list(ledger.synced_days("UTC")) == [date(2026, 1, 1), date(2026, 1, 2)]
     assert ledger.synced_days("Europe/Berlin") == {}
     assert ledger.pending_dashboard_days("UTC") == [date(2026, 1, 1), date(2026, 1, 2)]
@@ -63,7 +69,7 @@ def test_malformed_amount_refused(tmp_path: Path) -> None:
 def test_corrupt_file_is_named_not_replaced(tmp_path: Path) -> None:
     path = tmp_path / "state.sqlite"
     path.write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(RevbotError, match="state.sqlite is not a readable revbot ledger"):
+    with pytest.raises(RevbotError, match=r"state\.sqlite is not a readable revbot ledger"):
         Ledger.open(path)
     assert path.read_bytes() == b"this is not sqlite" * 100
 

@@ -9,7 +9,16 @@ from bot.money import MoneyError, exponent, format_amount, number_format, to_maj
 
 @pytest.mark.parametrize(
     ("currency", "exp"),
-    [("usd", 2), ("EUR", 2), ("jpy", 0), ("krw", 0), ("kwd", 3), ("bhd", 3), ("isk", 2), ("ugx", 2)],
+    [
+        ("usd", 2),
+        ("EUR", 2),
+        ("jpy", 0),
+        ("krw", 0),
+        ("kwd", 3),
+        ("bhd", 3),
+        ("isk", 2),
+        ("ugx", 2),
+    ],
     ids=lambda v: str(v),
 )
 def test_exponents(currency: str, exp: int) -> None:

@@ -7,8 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections import defaultdict
-from datetime import UTC, datetime
+from datetime import UTC
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -19,8 +18,8 @@ from openpyxl import load_workbook
 from bot.ledger import Ledger
 from bot.periods import Month
 from tests.conftest import REVBOT_VARS, Cli, today_utc
+from tests.oracle import pnl
 
-EXP = {"jpy": 0, "kwd": 3}
 LAST = Month.of(today_utc()).previous()
 
 
@@ -30,22 +29,9 @@ def month_bounds(m: Month) -> tuple[int, int]:
 
 
 def independent_pnl(txns: list[dict[str, Any]], m: Month) -> dict[str, dict[str, Decimal]]:
-    """gross/refunds/net/payouts per currency, restated from PRODUCT.md §5 for the test."""
     start, end = month_bounds(m)
-    out: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    for t in txns:
-        if not start <= t["created"] < end:
-            continue
-        cat, line = t["reporting_category"], out[t["currency"]]
-        if cat in ("payout", "payout_reversal"):
-            line["payouts"] += t["amount"]
-        elif cat not in ("transfer", "transfer_reversal", "topup", "topup_reversal") and not cat.endswith("reserved_funds"):
-            line["net_revenue"] += t["net"]
-            if cat == "charge":
-                line["gross_revenue"] += t["amount"]
-            if cat in ("refund", "refund_failure", "partial_capture_reversal"):
-                line["refunds"] += t["amount"]
-    return {c.upper(): {k: Decimal(v).scaleb(-EXP.get(c, 2)) for k, v in d.items()} for c, d in out.items()}
+    figures = pnl(txns, lambda t: m if start <= t["created"] < end else None)
+    return {ccy: lines for (_, ccy), lines in figures.items()}
 
 
 def monthly_tab(cli: Cli) -> dict[tuple[str, str], tuple[Any, ...]]:
@@ -63,7 +49,9 @@ def backfill_month(cli: Cli, m: Month) -> None:
     assert run.exit_code == 0, run.stderr
 
 
-def test_report_equals_ledger_to_the_cent_and_reconciles(cli: Cli, sandbox_account, sandbox) -> None:  # type: ignore[no-untyped-def]
+def test_report_equals_ledger_to_the_cent_and_reconciles(
+    cli: Cli, sandbox_account, sandbox
+) -> None:  # type: ignore[no-untyped-def]
     backfill_month(cli, LAST)
     run = cli("monthly", "--month", str(LAST), "--no-send")
     assert run.exit_code == 0, run.stderr
@@ -76,8 +64,13 @@ def test_report_equals_ledger_to_the_cent_and_reconciles(cli: Cli, sandbox_accou
         for name, value in lines.items():
             assert Decimal(str(row[name])) == value, (ccy, name)
         assert row["reconciled"] == "yes" and row["source"] == "report"
-        total = sum(Decimal(str(row[k])) for k in ("gross_revenue", "refunds", "disputes", "stripe_fees", "other"))
-        assert total.quantize(Decimal("0.001")) == Decimal(str(row["net_revenue"])).quantize(Decimal("0.001"))
+        total = sum(
+            Decimal(str(row[k]))
+            for k in ("gross_revenue", "refunds", "disputes", "stripe_fees", "other")
+        )
+        assert total.quantize(Decimal("0.001")) == Decimal(str(row["net_revenue"])).quantize(
+            Decimal("0.001")
+        )
     assert sandbox.stats.report_runs_created == 2
     archive = Path(cli.env["DATA_DIR"]) / "archive"
     assert len(list(archive.glob("*.csv"))) == 2
@@ -90,12 +83,22 @@ def test_report_equals_ledger_to_the_cent_and_reconciles(cli: Cli, sandbox_accou
 def test_mismatch_healed_by_resync(cli: Cli, sandbox_account) -> None:  # type: ignore[no-untyped-def]
     backfill_month(cli, LAST)
     start, end = month_bounds(LAST)
-    victim = next(t for t in sandbox_account.transactions if start <= t["created"] < end and t["reporting_category"] == "charge")
-    sandbox_account.update_transaction(victim["id"], amount=victim["amount"] + 1000)  # changed at Stripe later
+    victim = next(
+        t
+        for t in sandbox_account.transactions
+        if start <= t["created"] < end and t["reporting_category"] == "charge"
+    )
+    sandbox_account.update_transaction(
+        victim["id"], amount=victim["amount"] + 1000
+    )  # changed at Stripe later
     run = cli("monthly", "--month", str(LAST), "--no-send")
     assert run.exit_code == 0, run.stderr
     assert "re-syncing" in run.stderr
-    assert all(r[COLS.index("reconciled")] == "yes" for k, r in monthly_tab(cli).items() if k[0] == str(LAST))
+    assert all(
+        r[COLS.index("reconciled")] == "yes"
+        for k, r in monthly_tab(cli).items()
+        if k[0] == str(LAST)
+    )
 
 
 def test_mismatch_that_stays_is_marked(cli: Cli) -> None:
@@ -116,7 +119,7 @@ def test_mismatch_that_stays_is_marked(cli: Cli) -> None:
 
 
 def test_deferral_then_daily_retries(cli: Cli, sandbox) -> None:  # type: ignore[no-untyped-def]
-    start, end = month_bounds(LAST)
+    _, end = month_bounds(LAST)
     sandbox.data_available_end = end - 86400
     run = cli("monthly", "--no-send")
     assert run.exit_code == 75, (run.stdout, run.stderr)
@@ -170,7 +173,9 @@ def test_killed_while_polling_creates_no_second_run(cli: Cli, sandbox, tmp_path:
     env = {k: v for k, v in os.environ.items() if k not in REVBOT_VARS}
     env.update(cli.env)
     args = [sys.executable, "-m", "bot", "monthly", "--month", str(LAST), "--no-send"]
-    proc = subprocess.Popen(args, cwd=cli.cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        args, cwd=cli.cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     deadline = time.monotonic() + 30
     while sandbox.stats.report_runs_created < 1 and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -183,4 +188,3 @@ def test_killed_while_polling_creates_no_second_run(cli: Cli, sandbox, tmp_path:
     run = cli("monthly", "--month", str(LAST), "--no-send")
     assert run.exit_code == 0, run.stderr
     assert sandbox.stats.report_runs_created == 2  # one per report type, however the kill fell
-    assert datetime.now(UTC)  # keep imports honest

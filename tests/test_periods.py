@@ -38,7 +38,9 @@ def test_day_interval_is_local_midnight() -> None:
     assert iv.start == int(datetime(2026, 10, 31, 4, tzinfo=UTC).timestamp())
 
 
-zones = st.sampled_from(["UTC", "America/New_York", "Europe/Berlin", "Australia/Lord_Howe", "Asia/Kolkata"])
+zones = st.sampled_from(
+    ["UTC", "America/New_York", "Europe/Berlin", "Australia/Lord_Howe", "Asia/Kolkata"]
+)
 days = st.dates(min_value=date(2000, 1, 1), max_value=date(2037, 12, 31))
 
 
@@ -67,8 +69,11 @@ def test_month_navigation(year: int, month: int) -> None:
     assert Month.parse(str(m)) == m
 
 
-@pytest.mark.parametrize("text", ["2026-13-01", "2026-02-30", "26-01-01", "yesterday", ""],
-                         ids=["month-13", "feb-30", "short-year", "word", "empty"])
+@pytest.mark.parametrize(
+    "text",
+    ["2026-13-01", "2026-02-30", "26-01-01", "yesterday", ""],
+    ids=["month-13", "feb-30", "short-year", "word", "empty"],
+)
 def test_bad_dates(text: str) -> None:
     with pytest.raises(UsageError, match="YYYY-MM-DD"):
         parse_date(text)

@@ -58,8 +58,8 @@ movements = st.lists(
     st.builds(
         mv,
         st.sampled_from(CATEGORIES),
-        st.integers(min_value=-10**9, max_value=10**9),
-        st.integers(min_value=-10**6, max_value=10**6),
+        st.integers(min_value=-(10**9), max_value=10**9),
+        st.integers(min_value=-(10**6), max_value=10**6),
         st.sampled_from(["usd", "eur", "jpy"]),
     ),
     max_size=60,
@@ -69,10 +69,14 @@ movements = st.lists(
 @given(movements)
 def test_identity_holds_for_every_input(ms: list[Movement]) -> None:
     for ccy, s in summarize(ms).items():
-        activity_net = sum(m.net for m in ms if m.currency == ccy and is_activity(m.reporting_category))
+        activity_net = sum(
+            m.net for m in ms if m.currency == ccy and is_activity(m.reporting_category)
+        )
         assert s.lines.net_revenue == activity_net
         d = s.lines.as_dict()
-        assert d["net_revenue"] == sum(d[k] for k in ("gross_revenue", "refunds", "disputes", "stripe_fees", "other"))
+        assert d["net_revenue"] == sum(
+            d[k] for k in ("gross_revenue", "refunds", "disputes", "stripe_fees", "other")
+        )
 
 
 @given(movements)

@@ -56,7 +56,7 @@ class Canary:
 
     def add_secret(self, name: str, value: str, prefix: str = "") -> None:
         self.needles[value] = name
-        body = value[len(prefix):]
+        body = value[len(prefix) :]
         for i in range(len(body) - 7):  # any 8 characters of it
             self.needles[body[i : i + 8]] = f"a piece of {name}"
 
@@ -90,7 +90,9 @@ def canary() -> Canary:
 
 
 @pytest.fixture
-def services(canary: Canary) -> Iterator[tuple[SandboxServer, FakeSheetsServer, FakeResendServer, FakeSlackWebhook]]:
+def services(
+    canary: Canary,
+) -> Iterator[tuple[SandboxServer, FakeSheetsServer, FakeResendServer, FakeSlackWebhook]]:
     account = SandboxAccount.generate(end=today_utc(), days=75, tz="UTC", seed=11, scale=0.3)
     with SandboxServer(account) as stripe, FakeSheetsServer() as sheets, FakeResendServer() as resend, \
             FakeSlackWebhook() as slack:  # fmt: skip
@@ -108,7 +110,9 @@ def readable(path: Path) -> str:
             return "\n".join(z.read(name).decode("utf-8", "replace") for name in z.namelist())
     if path.suffix == ".eml":
         msg = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
-        parts = [str(msg)] + [str(part.get_content()) for part in msg.walk() if not part.is_multipart()]
+        parts = [str(msg)] + [
+            str(part.get_content()) for part in msg.walk() if not part.is_multipart()
+        ]
         return "\n".join(parts)
     return path.read_bytes().decode("utf-8", "replace")
 
@@ -117,7 +121,9 @@ def drain(stripe: SandboxServer, route: str) -> None:
     """Use up what is left of the faults injected on ``route``."""
     for _ in range(100):
         try:
-            r = requests.get(stripe.url + route, headers={"Authorization": f"Bearer {STRIPE_KEY}"}, timeout=10)
+            r = requests.get(
+                stripe.url + route, headers={"Authorization": f"Bearer {STRIPE_KEY}"}, timeout=10
+            )
         except requests.ConnectionError:
             continue  # an injected reset
         if r.status_code == 200:
@@ -127,11 +133,18 @@ def drain(stripe: SandboxServer, route: str) -> None:
 
 def echo_401() -> dict[str, Any]:
     """Stripe's 401 body, from a server careless enough to quote the whole key back."""
-    return {"error": {"type": "invalid_request_error", "message": f"Invalid API Key provided: {STRIPE_KEY}"}}
+    return {
+        "error": {
+            "type": "invalid_request_error",
+            "message": f"Invalid API Key provided: {STRIPE_KEY}",
+        }
+    }
 
 
 def test_no_secret_anywhere(
-    tmp_path: Path, canary: Canary, services: tuple[SandboxServer, FakeSheetsServer, FakeResendServer, FakeSlackWebhook]
+    tmp_path: Path,
+    canary: Canary,
+    services: tuple[SandboxServer, FakeSheetsServer, FakeResendServer, FakeSlackWebhook],
 ) -> None:
     stripe, sheets, resend, slack = services
     creds = tmp_path / "credentials.json"
@@ -174,13 +187,31 @@ def test_no_secret_anywhere(
     resend.inject(status=422, times=1, name="validation_error", message=f"bad key {RESEND_KEY}")
     run(w, "--verbose", "resend", "--month", str(LAST), codes=(1,))
     run(w, "--verbose", "resend", "--month", str(LAST), "--to", "ann@fund.example")
-    run(w, "--verbose", "preview", "--month", str(LAST), "--out", str(tmp_path / "w" / "preview.html"))
+    run(
+        w,
+        "--verbose",
+        "preview",
+        "--month",
+        str(LAST),
+        "--out",
+        str(tmp_path / "w" / "preview.html"),
+    )
     stripe.inject(BT, reset=True, times=40)
     run(w, "--verbose", "backfill", "--since", days_ago(20).isoformat(), "--until", days_ago(15).isoformat(),
         codes=(0, 75))  # fmt: skip
-    run(w, "backfill", "--since", days_ago(20).isoformat(), "--until", days_ago(15).isoformat(), codes=(0, 75))
+    run(
+        w,
+        "backfill",
+        "--since",
+        days_ago(20).isoformat(),
+        "--until",
+        days_ago(15).isoformat(),
+        codes=(0, 75),
+    )
     drain(stripe, BT)
-    resend.inject(status=403, times=1, name="invalid_api_key", message=f"API key {RESEND_KEY} is invalid")
+    resend.inject(
+        status=403, times=1, name="invalid_api_key", message=f"API key {RESEND_KEY} is invalid"
+    )
     run(w, "--verbose", "doctor", codes=(0, 1))
     run(w, "doctor", codes=(0, 1))
     run(w, "--verbose", "status", "--json")
@@ -196,7 +227,15 @@ def test_no_secret_anywhere(
     sheets.expire_tokens()
     run(s, "--verbose", "daily", "--date", DAY)
     sheets.inject(500, times=1)
-    run(s, "--verbose", "backfill", "--since", days_ago(12).isoformat(), "--until", days_ago(10).isoformat())
+    run(
+        s,
+        "--verbose",
+        "backfill",
+        "--since",
+        days_ago(12).isoformat(),
+        "--until",
+        days_ago(10).isoformat(),
+    )
     run(s, "--verbose", "monthly", "--month", str(LAST))
     run(s, "--verbose", "doctor", codes=(0, 1))
     run(s, "--verbose", "status")
@@ -219,7 +258,9 @@ def test_no_secret_anywhere(
     for p in wrote:
         canary.outputs.append((str(p.relative_to(tmp_path)), readable(p)))
     for title in sheets.sheet_titles(SID):
-        canary.outputs.append((f"sheet tab {title}", json.dumps(sheets.grid(SID, title), default=str)))
+        canary.outputs.append(
+            (f"sheet tab {title}", json.dumps(sheets.grid(SID, title), default=str))
+        )
     for m in resend.messages:
         canary.outputs.append((f"email to {m['to']}", json.dumps(m)))
     for text in slack.texts:
@@ -228,15 +269,23 @@ def test_no_secret_anywhere(
 
     assert canary.leaks() == []
     # Where the Stripe key is named, it is as its prefix and last four characters only.
-    named = [m for _, text in canary.outputs for m in re.findall(r"sk_test_(?:…\w*|\[REDACTED\]|\w+)", text)]
+    named = [
+        m
+        for _, text in canary.outputs
+        for m in re.findall(r"sk_test_(?:…\w*|\[REDACTED\]|\w+)", text)
+    ]
     assert named, "no error named the key at all"
-    assert set(named) <= {f"sk_test_…{STRIPE_KEY[-4:]}", "sk_test_[REDACTED]", "sk_test_…"}, set(named)
+    assert set(named) <= {f"sk_test_…{STRIPE_KEY[-4:]}", "sk_test_[REDACTED]", "sk_test_…"}, set(
+        named
+    )
     assert any(f"sk_test_…{STRIPE_KEY[-4:]}" in text for _, text in canary.outputs)
 
 
 def test_the_canary_finds_a_leak(canary: Canary) -> None:
     """The search itself works: a key, a piece of it, a line of a private key are all found."""
-    canary.add_private_key("-----BEGIN PRIVATE KEY-----\n" + "A" * 64 + "\nBBBB\n-----END PRIVATE KEY-----\n")
+    canary.add_private_key(
+        "-----BEGIN PRIVATE KEY-----\n" + "A" * 64 + "\nBBBB\n-----END PRIVATE KEY-----\n"
+    )
     for leak in (STRIPE_KEY, f"key={STRIPE_KEY[10:20]}", RESEND_KEY[3:12], "A" * 64):
         canary.outputs = [("x", f"text {leak} text")]
         assert canary.leaks(), leak

@@ -52,7 +52,9 @@ def ts(day: Any, hour: int) -> int:
 
 
 def test_three_daily_runs_no_duplicates_and_at_most_three_requests(
-    sheet_cli: Cli, sheets: FakeSheetsServer, sandbox_account  # type: ignore[no-untyped-def]
+    sheet_cli: Cli,
+    sheets: FakeSheetsServer,
+    sandbox_account,  # type: ignore[no-untyped-def]
 ) -> None:
     day = days_ago(2)
     sandbox_account.add_transaction(created=ts(day, 8), amount=1000, fee=59, currency="usd",
@@ -69,7 +71,9 @@ def test_three_daily_runs_no_duplicates_and_at_most_three_requests(
     assert sheets.count() <= 3, [r.kind for r in sheets.requests]
     assert rows(sheets, "Daily") == first_daily and rows(sheets, "Transactions") == first_tx
     assert sheets.grid(SID, "Daily")[0][: len(DAILY_COLUMNS)] == list(DAILY_COLUMNS)
-    assert sheets.grid(SID, "Transactions")[0][: len(TRANSACTION_COLUMNS)] == list(TRANSACTION_COLUMNS)
+    assert sheets.grid(SID, "Transactions")[0][: len(TRANSACTION_COLUMNS)] == list(
+        TRANSACTION_COLUMNS
+    )
     keys = [(r[0], r[1]) for r in first_daily]
     assert len(keys) == len(set(keys))
     ids = [r[0] for r in first_tx]
@@ -87,7 +91,9 @@ def test_three_daily_runs_no_duplicates_and_at_most_three_requests(
     assert titles and len(titles) == len(set(titles))
 
 
-def test_late_change_updated_in_place(sheet_cli: Cli, sheets: FakeSheetsServer, sandbox_account) -> None:  # type: ignore[no-untyped-def]
+def test_late_change_updated_in_place(
+    sheet_cli: Cli, sheets: FakeSheetsServer, sandbox_account
+) -> None:  # type: ignore[no-untyped-def]
     day = days_ago(3)
     txn = sandbox_account.add_transaction(created=ts(day, 10), amount=2000, fee=88, currency="eur",
                                           reporting_category="charge", description="Order 1", status="pending")  # fmt: skip
@@ -129,11 +135,13 @@ def test_429_for_a_while_then_done(sheet_cli: Cli, sheets: FakeSheetsServer) -> 
 
 
 def test_429_past_the_budget_exits_75_and_next_run_completes(
-    tmp_path: Path, sheets: FakeSheetsServer, sandbox  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+    sheets: FakeSheetsServer,
+    sandbox,  # type: ignore[no-untyped-def]
 ) -> None:
     """Through the daily job with a dashboard whose sleeps are recorded, not slept."""
-    from bot.stripe_source import StripeSource
     from bot.config import Secret
+    from bot.stripe_source import StripeSource
 
     key = tmp_path / "credentials.json"
     write_service_account_key(key, token_uri=sheets.token_uri, client_email=EMAIL)
@@ -142,7 +150,9 @@ def test_429_past_the_budget_exits_75_and_next_run_completes(
                                 max_wait=30.0, sleep=waited.append)  # fmt: skip
     ledger = Ledger.open(tmp_path / "state.sqlite")
     source = StripeSource(api_key=Secret("sk_test_" + "C" * 20), api_base=sandbox.url)
-    ctx = Context(ledger=ledger, dashboard=dash, source=source, tz=ZoneInfo("UTC"), now=datetime.now(UTC))
+    ctx = Context(
+        ledger=ledger, dashboard=dash, source=source, tz=ZoneInfo("UTC"), now=datetime.now(UTC)
+    )
     sheets.inject(429, times=1000)
     with pytest.raises(TemporaryError, match="quota"):
         daily(ctx, day=days_ago(2))

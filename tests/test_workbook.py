@@ -5,7 +5,13 @@ from pathlib import Path
 import pytest
 from openpyxl import load_workbook
 
-from bot.dashboard.base import DAILY_COLUMNS, TRANSACTION_COLUMNS, DailyRow, DashboardUpdate, TransactionRow
+from bot.dashboard.base import (
+    DAILY_COLUMNS,
+    TRANSACTION_COLUMNS,
+    DailyRow,
+    DashboardUpdate,
+    TransactionRow,
+)
 from bot.dashboard.workbook import WorkbookDashboard
 from bot.errors import RevbotError
 from bot.pnl import PnlLines

@@ -263,7 +263,9 @@ class FakeResendServer:
         if path == "/domains" and method == "GET":
             # For `revbot doctor`: a sending-only key may not list domains, like Resend.
             if lower.get("authorization", "")[7:].strip() in self.sending_only_keys:
-                return _error(401, "restricted_api_key", "This API key is restricted to only send emails")
+                return _error(
+                    401, "restricted_api_key", "This API key is restricted to only send emails"
+                )
             body = {"object": "list", "has_more": False, "data": list(self.domains)}
             return _Answer(200, body)
         if path not in ("/emails", "/emails/batch"):
