@@ -440,6 +440,9 @@ def backfill(
             "run for the range, streamed into the ledger (for very large ranges).",
         ),
     ] = "api",
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print one JSON summary on stdout.")
+    ] = False,
 ) -> None:
     """Fill the ledger and dashboard for a range of days: concurrent, rate-limited, resumable."""
     with _errors():
@@ -481,6 +484,11 @@ def backfill(
                 reporter=reporter,
                 archive_dir=settings.data_dir / "archive",
             )
+        if json_out:
+            from bot import summaries
+
+            _print_json(summaries.backfill_json(result))
+            return
         typer.echo(
             f"backfilled {result.since} … {result.until}: {result.days_fetched} day(s) fetched, "
             f"{result.days_skipped} already synced, {result.fetched} transactions "

@@ -30,6 +30,18 @@ def collect(ledger: Ledger, timezone: str) -> dict[str, Any]:
         "gaps": [{"from": a.isoformat(), "to": b.isoformat()} for a, b in gaps(synced)],
         "dashboard_pending_days": [d.isoformat() for d in ledger.pending_dashboard_days(timezone)],
         "report_runs": ledger.report_runs(),
+        "months": [
+            {
+                "month": m,
+                "mode": mode,
+                "reconciled": bool(r["reconciled"]),
+                "source": r.get("source"),
+                "mismatches": r.get("mismatches", []),
+            }
+            for mode in ("live", "test")
+            for m in ledger.monthly_months(timezone, mode)
+            if (r := ledger.monthly_result(m, timezone, mode)) is not None
+        ],
         "sends": ledger.sends(),
     }
 
@@ -55,6 +67,9 @@ def render_text(report: dict[str, Any]) -> str:
         lines.append("gaps: none")
     if report["dashboard_pending_days"]:
         lines.append(f"dashboard behind by {len(report['dashboard_pending_days'])} day(s)")
+    for m in report["months"]:
+        state = "reconciled" if m["reconciled"] else "NOT reconciled"
+        lines.append(f"month {m['month']} ({m['mode']}): {state}, figures from {m['source']}")
     for run in report["report_runs"]:
         lines.append(f"report run {run['report_type']} {run['run_id']}: {run['status']}")
     for send in report["sends"]:

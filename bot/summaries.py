@@ -76,3 +76,21 @@ def monthly_json(out: Any) -> dict[str, Any]:
         ],
         "email_skipped": out.skipped_send,
     }
+
+
+def backfill_json(r: Any) -> dict[str, Any]:
+    return {
+        "command": "backfill",
+        "since": r.since.isoformat(),
+        "until": r.until.isoformat(),
+        "via": r.via,
+        "days_fetched": r.days_fetched,
+        "days_skipped": r.days_skipped,
+        "transactions_fetched": r.fetched,
+        "transactions_new": r.inserted,
+        "transactions_changed": r.changed,
+        "pages": r.pages,
+        "slices": r.slices,
+        "seconds": round(r.seconds, 3),
+        "dashboard": r.dashboard,
+    }

@@ -191,3 +191,10 @@ def test_json_outputs_parse_and_match_the_ledger(
     }
     assert len(ledger.synced_days("UTC")) == status["days_synced"]
     assert status["report_runs"] and all(r["status"] == "succeeded" for r in status["report_runs"])
+    assert {(m["month"], m["reconciled"]) for m in status["months"]} == {(str(LAST), True)}
+    text = mail_cli("status").stdout
+    assert f"month {LAST} (test): reconciled" in text
+    run = mail_cli("backfill", "--since", LAST.first_day.isoformat(), "--until", LAST.last_day.isoformat(), "--json")
+    assert run.exit_code == 0, run.stderr
+    back = json.loads(run.stdout)
+    assert back["command"] == "backfill" and back["days_skipped"] + back["days_fetched"] == LAST.last_day.day
