@@ -25,7 +25,7 @@ import threading
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,8 @@ import jsonschema
 import referencing
 import referencing.jsonschema
 import yaml
+
+from tests.fakes._http import LocalServer
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONTRACT = REPO_ROOT.parent / "shared" / "contracts" / "resend" / "resend.yaml"
@@ -114,8 +116,10 @@ class _Drop(Exception):
     """Close the connection without answering."""
 
 
-class FakeResendServer:
+class FakeResendServer(LocalServer):
     """Resend's sending API, in memory, on ``127.0.0.1`` and a free port."""
+
+    thread_name = "fake-resend"
 
     def __init__(
         self,
@@ -135,46 +139,13 @@ class FakeResendServer:
         self._idempotency: dict[str, tuple[str, _Answer]] = {}
         self._in_flight: set[str] = set()
         self._lock = threading.Lock()
-        self._httpd: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
 
     @property
     def url(self) -> str:
         """Base URL to give the SDK (``resend.api_url``) or ``ResendMailer(api_url=...)``."""
-        if self._httpd is None:
-            raise RuntimeError("server not started")
-        port = self._httpd.server_address[1]
-        return f"http://127.0.0.1:{port}"
-
-    def start(self) -> FakeResendServer:
-        handler = type("Handler", (_Handler,), {"fake": self})
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever,
-            kwargs={"poll_interval": 0.05},  # shutdown() waits up to one poll
-            name="fake-resend",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> FakeResendServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        return self.base_url
 
     # -- test controls -------------------------------------------------------------------
 
@@ -447,5 +418,7 @@ class _Handler(BaseHTTPRequestHandler):
     do_PATCH = _serve
     do_DELETE = _serve
 
+
+FakeResendServer.handler = _Handler  # defined after the server class it serves
 
 __all__ = ["CONTRACT", "FakeResendServer", "Injection"]

@@ -26,11 +26,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from tests.fakes._http import LocalServer
 from tests.fakes.google_contract import SheetsContract, strip_nulls
 
 DEFAULT_ROWS = 1000
@@ -675,8 +676,10 @@ def _contract() -> SheetsContract:
     return SheetsContract()
 
 
-class FakeSheetsServer:
+class FakeSheetsServer(LocalServer):
     """The fake Sheets API. ``with FakeSheetsServer() as server: ... server.url``."""
+
+    thread_name = "fake-sheets"
 
     def __init__(self) -> None:
         self.contract = _contract()
@@ -689,43 +692,16 @@ class FakeSheetsServer:
         self._injections: list[_Injection] = []
         self._lock = threading.RLock()
         self._ids = itertools.count(1_000_000_001, 7_919)
-        self._httpd: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     # lifecycle -------------------------------------------------------------------------------
 
     @property
     def url(self) -> str:
-        if self._httpd is None:
-            raise RuntimeError("the fake Sheets server is not started")
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        return self.base_url
 
     @property
     def token_uri(self) -> str:
         return f"{self.url}/token"
-
-    def start(self) -> FakeSheetsServer:
-        handler = type("Handler", (_Handler,), {"fake": self})
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
-
-    def __enter__(self) -> FakeSheetsServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # test controls ---------------------------------------------------------------------------
 
@@ -1690,6 +1666,8 @@ def gspread_client(server: FakeSheetsServer) -> Any:
 
     return gspread.Client(None, session=_Session())  # type: ignore[arg-type]
 
+
+FakeSheetsServer.handler = _Handler  # defined after the server class it serves
 
 __all__ = [
     "FakeSheetsServer",

@@ -20,8 +20,10 @@ import json
 import secrets
 import threading
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.fakes._http import LocalServer
 
 DEFAULT_BODIES = {
     400: "invalid_payload",
@@ -42,8 +44,10 @@ class _Injection:
     headers: dict[str, str]
 
 
-class FakeSlackWebhook:
+class FakeSlackWebhook(LocalServer):
     """One Slack incoming webhook, in memory, on ``127.0.0.1`` and a free port."""
+
+    thread_name = "fake-slack"
 
     def __init__(self) -> None:
         # Shaped like a real webhook; the last part is the secret that must never be logged.
@@ -53,45 +57,13 @@ class FakeSlackWebhook:
         self.requests: list[dict[str, Any]] = []
         self._injections: list[_Injection] = []
         self._lock = threading.Lock()
-        self._httpd: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
 
     @property
     def url(self) -> str:
         """The full webhook URL (a secret, like Slack's)."""
-        if self._httpd is None:
-            raise RuntimeError("server not started")
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}{self.path}"
-
-    def start(self) -> FakeSlackWebhook:
-        handler = type("Handler", (_Handler,), {"fake": self})
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="fake-slack",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> FakeSlackWebhook:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        return f"{self.base_url}{self.path}"
 
     # -- test controls -------------------------------------------------------------------
 
@@ -182,5 +154,7 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = _serve
     do_PUT = _serve
 
+
+FakeSlackWebhook.handler = _Handler  # defined after the server class it serves
 
 __all__ = ["FakeSlackWebhook"]
