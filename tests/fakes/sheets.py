@@ -329,13 +329,10 @@ def from_serial(serial: float) -> datetime:
 
 def _user_entered(value: Any) -> dict[str, Any] | None:
     """CellData for one value typed by a user (USER_ENTERED); None clears the cell."""
-    if isinstance(value, bool):
-        return {"userEnteredValue": {"boolValue": value}}
-    if isinstance(value, int | float):
-        return {"userEnteredValue": {"numberValue": value}}
+    cell = _raw(value)
+    if cell is None or "stringValue" not in cell["userEnteredValue"]:
+        return cell  # booleans, numbers and blanks are the same either way
     text = str(value)
-    if text == "":
-        return None
     if text.startswith("="):
         return {"userEnteredValue": {"formulaValue": text}}
     if text.startswith("'"):
