@@ -1,7 +1,7 @@
 """B2: a 1,000,000-row ``balance_change_from_activity.itemized.3`` CSV into the ledger.
 
 Each side runs in its own child process (``python -m bench.b2_ingest revbot|naive CSV DIR``),
-which prints its time and peak RSS (``ru_maxrss``; for revbot also its CSV-parsing child's).
+which prints its time and peak RSS (``ru_maxrss``; for revbot also its largest parsing child's).
 Baseline: the naive way, ``csv.DictReader`` and one INSERT per row (in one transaction).
 """
 
@@ -29,7 +29,7 @@ def _rss_mb(who: int) -> float:
 def revbot(csv_path: Path, data: Path) -> dict[str, float]:
     import datetime as dt
 
-    from bot.backfill import ingest_itemized
+    from bot.ingest import ingest_itemized
     from bot.ledger import Ledger
 
     ledger = Ledger.open(data / "state.sqlite")
@@ -115,7 +115,7 @@ def run(*, quick: bool = False) -> Result:
             f">= {TARGET_RPS:,}", ours_rps >= TARGET_RPS),
         Row("B2", "ingest wall time", seconds(theirs["seconds"]), seconds(ours["seconds"]),
             "", "", None),
-        Row("B2", "peak RSS (writer + CSV-parsing child)", f"{theirs['rss_mb']:.0f} MB",
+        Row("B2", "peak RSS (this process + a parsing child)", f"{theirs['rss_mb']:.0f} MB",
             f"{ours['rss_mb']:.0f} + {ours['child_rss_mb']:.0f} MB", "",
             f"< {TARGET_RSS_MB} MB", rss < TARGET_RSS_MB),
     ]  # fmt: skip

@@ -6,6 +6,7 @@ either the old or the new state (SQLite's journal makes the commit atomic).
 
 from __future__ import annotations
 
+import itertools
 import json
 import sqlite3
 import threading
@@ -19,12 +20,11 @@ from typing import Any
 from bot.errors import RevbotError
 from bot.pnl import Movement
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS transactions (
-    id TEXT PRIMARY KEY,
+_TRANSACTIONS_TABLE = """
+CREATE TABLE transactions (
+    id TEXT NOT NULL,
     created INTEGER NOT NULL,
     available_on INTEGER NOT NULL,
     currency TEXT NOT NULL,
@@ -41,8 +41,16 @@ CREATE TABLE IF NOT EXISTS transactions (
     first_seen TEXT NOT NULL,
     last_changed TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS transactions_created ON transactions (created);
--- Days are local to a time zone; a change of REPORT_TIMEZONE makes them new days.
+"""
+# Indexes, not a PRIMARY KEY: a large report load drops and rebuilds them (see ReportLoad).
+_TRANSACTIONS_INDEXES = (
+    "CREATE UNIQUE INDEX IF NOT EXISTS transactions_id ON transactions (id)",
+    "CREATE INDEX IF NOT EXISTS transactions_created ON transactions (created)",
+)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+{transactions}-- Days are local to a time zone; a change of REPORT_TIMEZONE makes them new days.
 CREATE TABLE IF NOT EXISTS synced_days (
     timezone TEXT NOT NULL,
     day TEXT NOT NULL,
@@ -107,7 +115,11 @@ CREATE TABLE IF NOT EXISTS alerts (
     message TEXT NOT NULL,
     resolved_at TEXT
 );
-"""
+""".replace(
+    "{transactions}",
+    _TRANSACTIONS_TABLE.replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS").lstrip()
+    + "".join(f"{ddl};\n" for ddl in _TRANSACTIONS_INDEXES),
+)
 
 
 class LedgerError(RevbotError):
@@ -175,23 +187,205 @@ def _row_from_api(txn: Mapping[str, Any]) -> tuple[Any, ...]:
     )
 
 
-# The layout of a row for :meth:`Ledger.upsert_report_rows` (``changed_at`` fills both
-# ``first_seen`` and ``last_changed``; ``type`` is stored empty: the report has none).
+# The layout of a row of an itemized report for :class:`ReportLoad`. What is the same for
+# every row of a report (``livemode``; ``changed_at``, which fills both ``first_seen`` and
+# ``last_changed``; ``now``, for the status) is given once, as :class:`ReportConstants`. The fee
+# is stored as ``amount - net`` (no assumption about the sign of the report's fee column), and
+# ``type`` empty: the report has none, which is also how a report row is told apart from one
+# read from the API. The report has no status either: a transaction whose funds are available
+# by ``now`` is ``available``.
 REPORT_ROW_COLUMNS = (
-    "id", "created", "available_on", "currency", "amount", "fee", "net", "reporting_category",
-    "status", "description", "source", "livemode", "raw", "changed_at",
+    "id", "created", "available_on", "currency", "amount", "net", "reporting_category",
+    "description", "source", "raw",
 )  # fmt: skip
 
-_REPORT_UPSERT = (
+
+@dataclass(frozen=True)
+class ReportConstants:
+    livemode: int | None
+    now: int
+    changed_at: str
+
+    def values(self, row: Sequence[str]) -> str:
+        """The VALUES of an insert into ``transactions`` from ``row``: the expressions of
+        REPORT_ROW_COLUMNS, constants as literals (bound once, not once per row)."""
+        id_, created, available_on, currency, amount, net, category, description, source, raw = row
+        status = f"CASE WHEN {available_on} <= {int(self.now)} THEN 'available' ELSE 'pending' END"
+        livemode = "NULL" if self.livemode is None else str(int(self.livemode))
+        changed_at = "'" + self.changed_at.replace("'", "''") + "'"
+        return (
+            f"{id_}, {created}, {available_on}, {currency}, {amount}, {amount} - {net}, {net}, "
+            f"{category}, '', {status}, {description}, {source}, {livemode}, {raw}, "
+            f"{changed_at}, {changed_at}"
+        )
+
+
+_REPORT_TARGET = (
     f"INSERT INTO transactions ({_TXN_COLUMNS}, livemode, raw, first_seen, last_changed) "
-    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, '', ?9, ?10, ?11, ?12, ?13, ?14, ?14) "
-    "ON CONFLICT (id) DO UPDATE SET created=excluded.created, "
+)
+# The API's rows are richer (type, status, fee details): a report row never overwrites one.
+_REPORT_ON_CONFLICT = (
+    " ON CONFLICT (id) DO UPDATE SET created=excluded.created, "
     "available_on=excluded.available_on, currency=excluded.currency, amount=excluded.amount, "
     "fee=excluded.fee, net=excluded.net, reporting_category=excluded.reporting_category, "
     "status=excluded.status, description=excluded.description, source=excluded.source, "
     "livemode=excluded.livemode, raw=excluded.raw, last_changed=excluded.last_changed "
     "WHERE transactions.type = '' AND transactions.raw <> excluded.raw"
 )
+_SCRATCH_INSERT = (
+    f"INSERT INTO report_rows ({', '.join(REPORT_ROW_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(REPORT_ROW_COLUMNS))})"
+)
+
+
+# The page cache while a bulk load rebuilds the indexes (see ReportLoad.finish).
+SORT_CACHE_MB = 4
+
+
+class ReportScratch:
+    """A disposable SQLite file that a child process parsing part of a report writes its rows
+    into (no journal, no index), for :meth:`ReportLoad.add_scratch` to copy in one statement.
+    Several children write their own files at once, which one ledger cannot take."""
+
+    def __init__(self, path: Path) -> None:
+        self.conn = sqlite3.connect(path, isolation_level=None)
+        self.conn.execute("PRAGMA journal_mode=OFF")
+        self.conn.execute("PRAGMA synchronous=OFF")
+        self.conn.execute(f"CREATE TABLE report_rows ({', '.join(REPORT_ROW_COLUMNS)})")
+        self.conn.execute("BEGIN")
+
+    def add(self, rows: Iterable[Sequence[Any]]) -> None:
+        self.conn.executemany(_SCRATCH_INSERT, rows)
+
+    def close(self) -> None:
+        self.conn.execute("COMMIT")
+        self.conn.close()
+
+
+_REPORT_COPY = (
+    "UPDATE transactions SET (created, available_on, currency, amount, fee, net, "
+    "reporting_category, status, description, source, livemode, raw, last_changed) = "
+    "(SELECT created, available_on, currency, amount, fee, net, reporting_category, status, "
+    "description, source, livemode, raw, last_changed FROM transactions WHERE rowid = ?) "
+    "WHERE rowid = ?"
+)
+
+
+class ReportLoad:
+    """Rows of an itemized report going into the ledger, inside one write transaction.
+
+    Row by row (``bulk=False``), each row is an upsert: a new id is inserted, a report row whose
+    ``raw`` changed is updated, an API row is left alone. A bulk load (``bulk=True``, for a
+    report that is large next to the ledger) gives the same result faster: it drops the two
+    indexes of ``transactions``, appends every row, then rebuilds them, which costs a sort where
+    the upserts cost a random index update per row. Rows whose id was already there (or came
+    twice) are found when the unique index is rebuilt and merged as the upserts would have
+    merged them, in file order. The transaction makes either way all or nothing.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, constants: ReportConstants, *, bulk: bool) -> None:
+        self.conn, self.bulk = conn, bulk
+        upsert = "" if bulk else _REPORT_ON_CONFLICT
+        params = [f"?{i}" for i in range(1, len(REPORT_ROW_COLUMNS) + 1)]
+        self.insert = f"{_REPORT_TARGET}VALUES ({constants.values(params)}){upsert}"
+        # From a scratch file's rows, in the order they were written ("WHERE true" lets SQLite
+        # tell the upsert clause from a join).
+        self.copy = (
+            f"{_REPORT_TARGET}SELECT {constants.values(REPORT_ROW_COLUMNS)} "
+            "FROM {schema}.report_rows WHERE true ORDER BY rowid" + upsert
+        )
+        self.top = self._top()
+        self.changes = conn.total_changes
+        self.changed = 0
+        if bulk:
+            conn.execute("DROP INDEX transactions_created")
+            conn.execute("DROP INDEX transactions_id")
+
+    def _top(self) -> int:
+        # New rows get rowid max+1 in turn (an index lookup, where COUNT(*) scans the table).
+        return int(
+            self.conn.execute("SELECT COALESCE(MAX(rowid), 0) FROM transactions").fetchone()[0]
+        )
+
+    def add(self, rows: Iterable[Sequence[Any]]) -> None:
+        """Store rows laid out as :data:`REPORT_ROW_COLUMNS`."""
+        self.conn.executemany(self.insert, rows)
+
+    def add_scratch(self, schema: str) -> None:
+        """Store the rows of a :class:`ReportScratch` attached as ``schema``, in its order."""
+        self.conn.execute(self.copy.replace("{schema}", schema))
+
+    def finish(self) -> tuple[int, int]:
+        """Rebuild what a bulk load dropped; returns (inserted, changed)."""
+        conn = self.conn
+        if not self.bulk:
+            inserted = self._top() - self.top
+            return inserted, conn.total_changes - self.changes - inserted
+        unique, created = _TRANSACTIONS_INDEXES
+        # A small page cache makes SQLite sort in cache-sized runs that it merges (with a
+        # helper thread), which takes about half the time of one large in-memory sort.
+        cache = conn.execute("PRAGMA cache_size").fetchone()[0]
+        conn.execute(f"PRAGMA cache_size = {-1024 * SORT_CACHE_MB}")
+        conn.execute("PRAGMA threads = 2")
+        try:
+            try:
+                conn.execute(unique)
+            except sqlite3.IntegrityError:  # an id that was already there, or came twice
+                self._merge_duplicates()
+                conn.execute(unique)
+            conn.execute(created)
+        finally:
+            conn.execute("PRAGMA threads = 0")
+            conn.execute(f"PRAGMA cache_size = {int(cache)}")
+        inserted = conn.execute(
+            "SELECT COUNT(*) FROM transactions WHERE rowid > ?", (self.top,)
+        ).fetchone()[0]
+        return int(inserted), self.changed
+
+    def _merge_duplicates(self) -> None:
+        """Keep one row per id: the first (the one already in the ledger, if any) with the
+        content of the last, as successive upserts would; an API row keeps its own content."""
+        conn = self.conn
+        conn.execute("CREATE INDEX transactions_id_load ON transactions (id)")
+        ids = conn.execute("SELECT id FROM transactions GROUP BY id HAVING COUNT(*) > 1")
+        for (txn_id,) in ids.fetchall():
+            rows = conn.execute(
+                "SELECT rowid, type, raw FROM transactions WHERE id = ? ORDER BY rowid", (txn_id,)
+            ).fetchall()
+            keep = rows[0][0]
+            if rows[0][1] == "":
+                # An upsert writes when raw differs from what is stored, i.e. from the row before.
+                updates = sum(a[2] != b[2] for a, b in itertools.pairwise(rows))
+                if updates:
+                    conn.execute(_REPORT_COPY, (rows[-1][0], keep))
+                    self.changed += updates
+            conn.execute("DELETE FROM transactions WHERE id = ? AND rowid <> ?", (txn_id, keep))
+        conn.execute("DROP INDEX transactions_id_load")
+
+
+def _upgrade_id_key(conn: sqlite3.Connection) -> None:
+    """Schema 1 made ``transactions.id`` the PRIMARY KEY, an index SQLite cannot drop; schema 2
+    has a unique index instead, so that a large report load can rebuild it (:class:`ReportLoad`).
+    Copies the table once, in one transaction; a crash leaves the old table as it was."""
+    old = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'index' AND tbl_name = 'transactions' "
+        "AND name LIKE 'sqlite_autoindex_transactions%'"
+    ).fetchone()
+    if old is None:
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute("ALTER TABLE transactions RENAME TO transactions_v1")
+        conn.execute("DROP INDEX IF EXISTS transactions_created")
+        conn.execute(_TRANSACTIONS_TABLE)
+        conn.execute("INSERT INTO transactions SELECT * FROM transactions_v1 ORDER BY rowid")
+        conn.execute("DROP TABLE transactions_v1")
+        for ddl in _TRANSACTIONS_INDEXES:
+            conn.execute(ddl)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
 
 
 class Ledger:
@@ -224,22 +418,24 @@ class Ledger:
                 conn = sqlite3.connect(
                     path, isolation_level=None, check_same_thread=False, timeout=30
                 )
-                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA main.journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=NORMAL")
             if conn.execute("PRAGMA quick_check").fetchone()[0] != "ok":
                 raise sqlite3.DatabaseError("quick_check failed")
             if read_only and path.exists():
                 return cls(conn, path)
+            _upgrade_id_key(conn)
             conn.executescript(_SCHEMA)
             version = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-            if version is None:
-                conn.execute(
-                    "INSERT INTO meta (key, value) VALUES ('schema_version', ?)",
-                    (str(SCHEMA_VERSION),),
-                )
-            elif int(version[0]) > SCHEMA_VERSION:
+            if version is not None and int(version[0]) > SCHEMA_VERSION:
                 raise LedgerError(
                     f"{path} was written by a newer revbot (schema {version[0]}); upgrade revbot"
+                )
+            if version is None or int(version[0]) < SCHEMA_VERSION:
+                conn.execute(
+                    "INSERT INTO meta (key, value) VALUES ('schema_version', ?) "
+                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    (str(SCHEMA_VERSION),),
                 )
         except sqlite3.DatabaseError as e:
             # Never start over silently: the ledger holds report runs and sent e-mails.
@@ -320,11 +516,23 @@ class Ledger:
         )
         return [StoredTransaction(*r) for r in rows]
 
+    def created_count(self, start: int, end: int) -> int:
+        """How many transactions were created in ``[start, end)``."""
+        sql = "SELECT COUNT(*) FROM transactions WHERE created >= ? AND created < ?"
+        return int(self._query(sql, (start, end))[0][0])
+
+    def row_estimate(self) -> int:
+        """About how many transactions the ledger holds (exact unless rows were deleted)."""
+        return int(self._query("SELECT COALESCE(MAX(rowid), 0) FROM transactions")[0][0])
+
     def transaction_count(self) -> int:
         return int(self._query("SELECT COUNT(*) FROM transactions")[0][0])
 
     def raw_transactions(self) -> list[dict[str, Any]]:
-        return [json.loads(r[0]) for r in self._query("SELECT raw FROM transactions ORDER BY id")]
+        """The balance transactions read from the API, as Stripe sent them (a report row keeps
+        its CSV line in ``raw`` instead: see :func:`bot.ingest.ingest_itemized`)."""
+        sql = "SELECT raw FROM transactions WHERE type <> '' ORDER BY id"
+        return [json.loads(r[0]) for r in self._query(sql)]
 
     def livemodes(self, start: int, end: int) -> set[bool]:
         rows = self._query(
@@ -559,26 +767,16 @@ class Ledger:
         ).fetchone()
         return int(row[0])
 
-    def upsert_report_rows(
-        self, conn: sqlite3.Connection, rows: Iterable[Sequence[Any]]
-    ) -> tuple[int, int]:
-        """Store rows of an itemized activity report in bulk; returns (inserted, changed).
-
-        Each row is :data:`REPORT_ROW_COLUMNS`. The report has no ``type`` column, so such rows
-        are stored with an empty ``type``; that is also how a report row is told apart from
-        one read from the API, which is richer (type, status, fee details) and is therefore
-        never overwritten by a report row. A report row that changed since it was last
-        ingested is updated.
-        """
-        # New rows get rowid max+1 in turn, so the growth of max(rowid) counts the inserts
-        # (an index lookup, where COUNT(*) would scan a million rows per chunk).
-        top = "SELECT COALESCE(MAX(rowid), 0) FROM transactions"
-        rowid_before = conn.execute(top).fetchone()[0]
-        changes_before = conn.total_changes
-        conn.executemany(_REPORT_UPSERT, rows)
-        written = conn.total_changes - changes_before
-        inserted = conn.execute(top).fetchone()[0] - rowid_before
-        return inserted, written - inserted
+    @contextmanager
+    def attached(self, path: Path, schema: str) -> Iterator[None]:
+        """Another SQLite file attached as ``schema``; leave the transaction that reads it
+        before this context (SQLite cannot detach a file in use)."""
+        with self._lock:
+            self._conn.execute("ATTACH DATABASE ? AS " + schema, (str(path),))
+            try:
+                yield
+            finally:
+                self._conn.execute("DETACH DATABASE " + schema)
 
     @contextmanager
     def bulk_transaction(self, *, cache_mb: int = 32) -> Iterator[sqlite3.Connection]:
@@ -595,12 +793,14 @@ class Ledger:
             conn = self._conn
             cache = conn.execute("PRAGMA cache_size").fetchone()[0]
             timeout = conn.execute("PRAGMA busy_timeout").fetchone()[0]
-            mode = str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower()
+            mode = str(conn.execute("PRAGMA main.journal_mode").fetchone()[0]).lower()
             switched = False
             if mode == "wal":
                 conn.execute("PRAGMA busy_timeout = 200")
                 try:
-                    switched = conn.execute("PRAGMA journal_mode=DELETE").fetchone()[0] == "delete"
+                    switched = conn.execute("PRAGMA main.journal_mode=DELETE").fetchone()[0] in (
+                        "delete",
+                    )
                 except sqlite3.OperationalError:  # another connection has the file open
                     switched = False
                 finally:
@@ -614,4 +814,4 @@ class Ledger:
                 if switched:
                     # A reader that came meanwhile blocks this; Ledger.open sets WAL again.
                     with suppress(sqlite3.OperationalError):
-                        conn.execute("PRAGMA journal_mode=WAL")
+                        conn.execute("PRAGMA main.journal_mode=WAL")
