@@ -15,7 +15,6 @@ Alerting is best effort and must never change what the command does: every publi
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import html
 import logging
@@ -25,17 +24,9 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from http.client import HTTPException
 from typing import TYPE_CHECKING, Protocol
-from urllib.error import URLError
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
-
-from slack_sdk.http_retry.handler import RetryHandler
-from slack_sdk.http_retry.request import HttpRequest
-from slack_sdk.http_retry.response import HttpResponse
-from slack_sdk.http_retry.state import RetryState
-from slack_sdk.webhook import WebhookClient
 
 from bot.errors import EXIT_USAGE
 from bot.ledger import Ledger
@@ -58,9 +49,6 @@ SILENCE_DAYS = 2
 # is not news for the founders' channel.
 NOT_ALERTED = frozenset({EXIT_USAGE, 130})
 
-_SLACK_TIMEOUT = 10  # seconds per request: an alert must not hold a cron run for minutes
-_SLACK_RETRIES = 2
-_MAX_WAIT = 30.0
 _MAX_ERROR_CHARS = 500
 
 
@@ -156,58 +144,6 @@ def _default_mailer(settings: Settings) -> Mailer:
     from bot.mail.outbox import OutboxMailer
 
     return OutboxMailer(outbox_dir=settings.data_dir / "outbox")
-
-
-class _WebhookRetry(RetryHandler):
-    """Retry 429 (honouring ``Retry-After``), 5xx and connection errors, at most twice.
-
-    slack_sdk's own handlers sleep with ``time.sleep`` plus random jitter; this one takes the
-    sleep function, so tests stay fast and deterministic.
-    """
-
-    def __init__(self, *, sleep: Callable[[float], None]) -> None:
-        super().__init__(max_retry_count=_SLACK_RETRIES)
-        self._sleep = sleep
-
-    def _can_retry(
-        self,
-        *,
-        state: RetryState,
-        request: HttpRequest,
-        response: HttpResponse | None = None,
-        error: Exception | None = None,
-    ) -> bool:
-        if response is not None:
-            return response.status_code == 429 or response.status_code >= 500
-        return isinstance(error, URLError | ConnectionError | TimeoutError | HTTPException)
-
-    def prepare_for_next_attempt(
-        self,
-        *,
-        state: RetryState,
-        request: HttpRequest,
-        response: HttpResponse | None = None,
-        error: Exception | None = None,
-    ) -> None:
-        wait = float(2**state.current_attempt)
-        if response is not None:
-            for name, values in response.headers.items():
-                if name.lower() == "retry-after" and values:
-                    # An HTTP date instead of seconds: keep our own back-off.
-                    with contextlib.suppress(ValueError):
-                        wait = float(values[0])
-        self._sleep(min(max(wait, 0.0), _MAX_WAIT))
-        state.next_attempt_requested = True
-        state.increment_current_attempt()
-
-
-def _quiet_sdk_logger() -> logging.Logger:
-    # WebhookClient logs the full webhook URL at DEBUG and errors at ERROR on its own logger.
-    # A logger outside the logging tree, above CRITICAL, never emits either (and it makes the
-    # client's ``logger.level <= DEBUG`` checks false, so the URL is not even formatted).
-    sdk_log = logging.Logger("revbot.slack_sdk", level=logging.CRITICAL + 1)
-    sdk_log.propagate = False
-    return sdk_log
 
 
 class Alerter:
@@ -400,14 +336,10 @@ class Alerter:
     def _post_slack(self, text: str, *, what: str) -> bool:
         url = self._settings.slack_webhook_url
         assert url is not None
-        client = WebhookClient(
-            url.reveal(),
-            timeout=_SLACK_TIMEOUT,
-            logger=_quiet_sdk_logger(),
-            retry_handlers=[_WebhookRetry(sleep=self._sleep)],
-        )
+        from bot import slack  # slack_sdk is loaded only when there is something to post
+
         try:
-            response = client.send(text=text, unfurl_links=False, unfurl_media=False)
+            response = slack.post(url.reveal(), text, sleep=self._sleep)
         except Exception as e:
             self._warn(f"could not post {what} to Slack", e)
             return False

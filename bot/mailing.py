@@ -19,7 +19,6 @@ from typing import Any
 from bot.errors import ConfigError, RevbotError, ServiceError
 from bot.ledger import Ledger
 from bot.mail.model import CurrencyReport, MonthlyReport, OutgoingEmail
-from bot.mail.render import render
 from bot.mail.senders import Mailer
 from bot.monthly import CurrencyFigures
 from bot.periods import Month
@@ -117,6 +116,8 @@ def send_month(
             "sent to investors; run with a live key"
         )
     now = now or datetime.now(UTC)
+    from bot.mail.render import render  # Jinja2 and the CSS inliner, only to render
+
     rendered = render(report)
     outcomes: list[SendOutcome] = []
     for recipient in recipients:

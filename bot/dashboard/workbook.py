@@ -7,12 +7,13 @@ The file is replaced atomically: a crash leaves the old workbook or the new one.
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 import zipfile
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import date, datetime
+from datetime import date, datetime, time
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,6 +37,8 @@ from bot.money import number_format
 if TYPE_CHECKING:
     from openpyxl import Workbook
     from openpyxl.worksheet.worksheet import Worksheet
+
+log = logging.getLogger(__name__)
 
 DATE_FORMAT = "yyyy-mm-dd"
 DATETIME_FORMAT = "yyyy-mm-dd hh:mm:ss"
@@ -132,6 +135,13 @@ class WorkbookDashboard:
             raise
 
 
+def _plain(value: Any) -> Any:
+    """A cell's value as written or as read back: openpyxl reads a date cell as a datetime."""
+    if isinstance(value, datetime) and value.tzinfo is None and value.time() == time():
+        return value.date()
+    return value
+
+
 def _ensure_tab(wb: Workbook, tab: TabSpec) -> Worksheet:
     from openpyxl.styles import Font
 
@@ -167,7 +177,7 @@ def _write_cell(ws: Worksheet, r: int, c: int, cell: Cell) -> None:
 def _same(ws: Worksheet, r: int, row_cells: Sequence[Cell], compare: int) -> bool:
     for c, cell in enumerate(row_cells[:compare], 1):
         value, _ = cell_value(cell)
-        if ws.cell(r, c).value != value:
+        if _plain(ws.cell(r, c).value) != _plain(value):
             return False
     return True
 
@@ -216,7 +226,7 @@ def _rebuild_charts(wb: Workbook) -> None:
         per_ccy: dict[str, dict[Any, float]] = defaultdict(dict)
         for values in wb[title].iter_rows(min_row=2, values_only=True):
             if values and values[0] is not None and values[1]:
-                per_ccy[str(values[1])][values[0]] = values[col]
+                per_ccy[str(values[1])][_plain(values[0])] = values[col]
         series.append((title, per_ccy))
 
     # A pivot (period x currency) per chart, left of the charts, so each chart has

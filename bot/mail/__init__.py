@@ -1,12 +1,12 @@
-"""The investor P&L email: value types, rendering and the senders behind one interface.
+"""The investor P&L email: value types and the senders behind one interface.
 
-The senders are imported from their own modules (``bot.mail.resend_sender``,
-``bot.mail.outbox``), so that importing this package never imports the ``resend`` SDK.
+Rendering (``bot.mail.render``, Jinja2) and the senders (``bot.mail.resend_sender``,
+``bot.mail.outbox``) are imported from their own modules, so that importing this package
+loads neither Jinja2 nor the ``resend`` SDK.
 """
 
 from bot.mail.addresses import parse_address_list, validate_address
 from bot.mail.model import CurrencyReport, MonthlyReport, OutgoingEmail, RenderedEmail
-from bot.mail.render import render
 from bot.mail.senders import Mailer
 
 __all__ = [
@@ -16,6 +16,5 @@ __all__ = [
     "OutgoingEmail",
     "RenderedEmail",
     "parse_address_list",
-    "render",
     "validate_address",
 ]
