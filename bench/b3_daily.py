@@ -3,13 +3,16 @@
 The ledger already holds yesterday's state (a first `revbot daily` ran, the month closed before
 is reported), as on any morning; then one more day of transactions is measured: the Stripe
 requests it makes (one ranged listing of the day plus its look-back window, paged by 100) and
-its wall time as a command, Python start-up included.
+its wall time as a command, Python start-up included (the median of five runs, each on a fresh
+copy of the same state).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import math
+import shutil
+import statistics
 import subprocess
 import tempfile
 import time
@@ -21,6 +24,7 @@ from bench._server import ServerProcess
 DAYS = 90
 LOOKBACK = 3
 TARGET = 1.5
+RUNS = 5
 
 
 def run(*, quick: bool = False) -> Result:
@@ -54,15 +58,24 @@ def run(*, quick: bool = False) -> Result:
         )  # fmt: skip
         if warm.returncode != 0:
             raise RuntimeError(f"B3 warm-up failed: {warm.stderr.strip()[-500:]}")
-        before = server.stats()["requests"]
-        started = time.monotonic()
-        proc = subprocess.run(
-            revbot_command("daily"), env=env, capture_output=True, text=True, check=False
-        )
-        wall = time.monotonic() - started
-        made = server.stats()["requests"] - before
-        if proc.returncode != 0:
-            raise RuntimeError(f"B3 daily failed: {proc.stderr.strip()[-500:]}")
+        # The measured run, on fresh copies of that state: the first counts the requests;
+        # the wall time is the median of RUNS (the machine's other load varies).
+        walls, made = [], 0
+        for n in range(RUNS):
+            data = Path(tmp) / f"run{n}"
+            shutil.copytree(Path(tmp) / "data", data)
+            before = server.stats()["requests"]
+            started = time.monotonic()
+            proc = subprocess.run(
+                revbot_command("daily"), env={**env, "DATA_DIR": str(data)},
+                capture_output=True, text=True, check=False,
+            )  # fmt: skip
+            walls.append(time.monotonic() - started)
+            if n == 0:
+                made = server.stats()["requests"] - before
+            if proc.returncode != 0:
+                raise RuntimeError(f"B3 daily failed: {proc.stderr.strip()[-500:]}")
+        wall = statistics.median(walls)
 
     n_day = count(day, day)
     n_back = count(day - dt.timedelta(days=LOOKBACK), day - dt.timedelta(days=1))
@@ -72,7 +85,8 @@ def run(*, quick: bool = False) -> Result:
         Row("B3", f"`revbot daily`: Stripe requests ({n_day} txns on the day, {n_back} in the "
             f"{LOOKBACK}-day look-back)", "", str(made), "",
             f"= ceil(({n_day}+{n_back})/100) = {expected}", made == expected),
-        Row("B3", "`revbot daily` wall time (a command, Python start-up included)", "",
+        Row("B3", f"`revbot daily` wall time (a command, Python start-up included), median of "
+            f"{RUNS} (min {min(walls):.2f} s, max {max(walls):.2f} s)", "",
             seconds(wall), "", f"< {TARGET} s", wall < TARGET),
     ]  # fmt: skip
     return result

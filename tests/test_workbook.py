@@ -90,3 +90,15 @@ def test_invalid_workbook_is_refused(tmp_path: Path) -> None:
     with pytest.raises(RevbotError, match="not a valid xlsx"):
         WorkbookDashboard(path).apply(DashboardUpdate())
     assert path.read_text() == "not a zip"
+
+
+def test_a_day_read_back_and_a_day_just_written_are_one_day_in_the_charts(tmp_path: Path) -> None:
+    path = tmp_path / "dashboard.xlsx"
+    dash = WorkbookDashboard(path)
+    day = date(2026, 10, 5)
+    dash.apply(DashboardUpdate(daily=[drow(day, "usd", 1000)]))
+    path.with_name(".dashboard.xlsx.snapshot").unlink()  # read the USD row back: a datetime
+    res = dash.apply(DashboardUpdate(daily=[drow(day, "usd", 1000), drow(day, "eur", 500)]))
+    assert (res.inserted["Daily"], res.updated["Daily"]) == (1, 0)  # the USD row is unchanged
+    pivot = [r[:3] for r in load_workbook(path)["Charts"].iter_rows(values_only=True) if r[0]]
+    assert pivot == [("date", "EUR", "USD"), (datetime(2026, 10, 5), 4.41, 9.41)]

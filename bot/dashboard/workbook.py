@@ -7,8 +7,11 @@ The file is replaced atomically: a crash leaves the old workbook or the new one.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import logging
 import os
+import pickle
 import tempfile
 import zipfile
 from collections import defaultdict
@@ -110,7 +113,7 @@ class WorkbookDashboard:
         return [tuple(r) for r in ws.iter_rows(min_row=2, values_only=True)]
 
     def apply(self, update: DashboardUpdate) -> WriteResult:
-        wb = self._load()
+        wb = self._from_snapshot() or self._load()
         result = WriteResult(location=str(self.path))
         created = tuple(t.title for t in TABS if t.title not in wb.sheetnames)
         result.created = created
@@ -129,10 +132,108 @@ class WorkbookDashboard:
         os.close(fd)
         try:
             wb.save(tmp)
+            digest = _sha256(Path(tmp))
             os.replace(tmp, self.path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+        self._keep_snapshot(wb, digest)
+
+    # -- the snapshot: the cells revbot last wrote, kept next to the workbook -----------------
+    #
+    # Reading the xlsx back costs openpyxl as much as writing it (~20 µs a cell), and the file
+    # grows with every day of history. So after each save revbot also keeps the values and
+    # number formats of its own tabs (plain data, pickled: fast to read) with the file's
+    # SHA-256. While the workbook is still byte for byte that file and holds no tab but
+    # revbot's, the next run rebuilds it from the snapshot instead of parsing it. Anything
+    # else (a founder's edit or tab, no snapshot, a damaged one) reads the xlsx as before.
+
+    @property
+    def _snapshot_path(self) -> Path:
+        return self.path.with_name(f".{self.path.name}.snapshot")
+
+    def _from_snapshot(self) -> Workbook | None:
+        from openpyxl import Workbook
+
+        try:
+            with open(self._snapshot_path, "rb") as fh:
+                snapshot = pickle.load(fh)
+            if snapshot["format"] != _SNAPSHOT_FORMAT or snapshot["sha256"] != _sha256(self.path):
+                return None
+            formats: list[str] = snapshot["formats"]
+            tabs: dict[str, list[tuple[tuple[Any, ...], tuple[int, ...]]]] = snapshot["tabs"]
+        except Exception:  # none, an older format, a damaged one: the xlsx is the truth
+            return None
+        wb = Workbook()
+        assert wb.active is not None
+        wb.remove(wb.active)
+        for tab in TABS:
+            if tab.title not in tabs:
+                continue
+            ws = _ensure_tab(wb, tab)
+            for values, _ in tabs[tab.title]:
+                ws.append(values)
+            for row, (_, codes) in zip(ws.iter_rows(min_row=2), tabs[tab.title], strict=True):
+                for cell, code in zip(row, codes, strict=False):
+                    if code == _TEXT:
+                        cell.data_type = "s"  # literal text, as _write_cell wrote it
+                    elif code:
+                        cell.number_format = formats[code - _FORMATS]
+        log.debug("rebuilt %s from its snapshot", self.path)
+        return wb
+
+    def _keep_snapshot(self, wb: Workbook, digest: str) -> None:
+        ours = {t.title for t in TABS} | {CHARTS_TITLE}
+        try:
+            if not set(wb.sheetnames) <= ours:  # a founder's tab: the xlsx must be read
+                self._snapshot_path.unlink(missing_ok=True)
+                return
+            formats: dict[str, int] = {}
+
+            def code(cell: Any) -> int:
+                if cell.data_type == "s":
+                    return _TEXT
+                if cell.number_format == "General":
+                    return 0
+                return formats.setdefault(cell.number_format, len(formats) + _FORMATS)
+
+            tabs = {
+                tab.title: [
+                    (tuple(c.value for c in row), tuple(map(code, row)))
+                    for row in wb[tab.title].iter_rows(min_row=2, max_col=len(tab.columns))
+                ]
+                for tab in TABS
+                if tab.title in wb.sheetnames
+            }
+            snapshot = {
+                "format": _SNAPSHOT_FORMAT,
+                "sha256": digest,
+                "formats": list(formats),
+                "tabs": tabs,
+            }
+            fd, tmp = tempfile.mkstemp(
+                prefix=".dashboard-", suffix=".snapshot", dir=self.path.parent
+            )
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    pickle.dump(snapshot, fh, protocol=pickle.HIGHEST_PROTOCOL)
+                os.replace(tmp, self._snapshot_path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+        except Exception as e:  # only an optimisation: the next run reads the xlsx
+            log.warning("could not keep a snapshot of %s (%s)", self.path, type(e).__name__)
+            with contextlib.suppress(OSError):
+                self._snapshot_path.unlink(missing_ok=True)
+
+
+# A cell's code in a snapshot: 0 General, _TEXT literal text, else formats[code - _FORMATS].
+_TEXT, _FORMATS = 1, 2
+_SNAPSHOT_FORMAT = 2
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _plain(value: Any) -> Any:
