@@ -6,6 +6,7 @@ imported inside the commands so that ``revbot --help`` starts fast.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import sys
@@ -582,6 +583,10 @@ def main(argv: list[str] | None = None) -> NoReturn:
     which frees every object one at a time and cost ~0.15 s after a workbook write (a tenth of
     a day's run, B3 in ``bench/results.md``). Tests run ``app`` itself, never this.
     """
+    # A run allocates many small containers (dashboard cells, P&L rows) and frees them at the
+    # end; the default threshold (700) makes the collector walk the heap hundreds of times a
+    # run for cycles there are hardly any of. A cycle still gets collected, later.
+    gc.set_threshold(50_000, 20, 100)
     try:
         app(args=argv if argv is not None else sys.argv[1:], prog_name="revbot")
         code: int | str | None = 0

@@ -16,6 +16,7 @@ import tempfile
 import zipfile
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, time
 from decimal import Decimal
 from pathlib import Path
@@ -113,20 +114,24 @@ class WorkbookDashboard:
         return [tuple(r) for r in ws.iter_rows(min_row=2, values_only=True)]
 
     def apply(self, update: DashboardUpdate) -> WriteResult:
-        wb = self._from_snapshot() or self._load()
+        snapshot = self._read_snapshot()
+        wb = self._rebuild(snapshot) if snapshot is not None else self._load()
         result = WriteResult(location=str(self.path))
         created = tuple(t.title for t in TABS if t.title not in wb.sheetnames)
         result.created = created
+        written: dict[str, list[int]] = {}
         for tab in TABS:
             ws = _ensure_tab(wb, tab)
-            ins, upd = _upsert(ws, tab, update.rows_for(tab))
+            ins, upd, written[tab.title] = _upsert(ws, tab, update.rows_for(tab))
             result.inserted[tab.title] = ins
             result.updated[tab.title] = upd
         _rebuild_charts(wb)
-        self._save(wb)
+        digest = self._save(wb)
+        self._keep_snapshot(wb, digest, snapshot, written)
         return result
 
-    def _save(self, wb: Workbook) -> None:
+    def _save(self, wb: Workbook) -> str:
+        """Replace the file atomically; returns its SHA-256."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".dashboard-", suffix=".xlsx", dir=self.path.parent)
         os.close(fd)
@@ -137,7 +142,7 @@ class WorkbookDashboard:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        self._keep_snapshot(wb, digest)
+        return digest
 
     # -- the snapshot: the cells revbot last wrote, kept next to the workbook -----------------
     #
@@ -152,43 +157,54 @@ class WorkbookDashboard:
     def _snapshot_path(self) -> Path:
         return self.path.with_name(f".{self.path.name}.snapshot")
 
-    def _from_snapshot(self) -> Workbook | None:
-        from openpyxl import Workbook
-
+    def _read_snapshot(self) -> _Snapshot | None:
+        if not self.path.exists():
+            return None
         try:
             with open(self._snapshot_path, "rb") as fh:
-                snapshot = pickle.load(fh)
-            if snapshot["format"] != _SNAPSHOT_FORMAT or snapshot["sha256"] != _sha256(self.path):
+                data = pickle.load(fh)
+            if data["format"] != _SNAPSHOT_FORMAT or data["sha256"] != _sha256(self.path):
                 return None
-            formats: list[str] = snapshot["formats"]
-            tabs: dict[str, list[tuple[tuple[Any, ...], tuple[int, ...]]]] = snapshot["tabs"]
+            return _Snapshot(formats=list(data["formats"]), tabs=dict(data["tabs"]))
         except Exception:  # none, an older format, a damaged one: the xlsx is the truth
             return None
+
+    def _rebuild(self, snapshot: _Snapshot) -> Workbook:
+        from openpyxl import Workbook
+
         wb = Workbook()
         assert wb.active is not None
         wb.remove(wb.active)
         for tab in TABS:
-            if tab.title not in tabs:
+            if tab.title not in snapshot.tabs:
                 continue
             ws = _ensure_tab(wb, tab)
-            for values, _ in tabs[tab.title]:
+            rows = snapshot.tabs[tab.title]
+            for values, _ in rows:
                 ws.append(values)
-            for row, (_, codes) in zip(ws.iter_rows(min_row=2), tabs[tab.title], strict=True):
+            for row, (_, codes) in zip(ws.iter_rows(min_row=2), rows, strict=True):
                 for cell, code in zip(row, codes, strict=False):
                     if code == _TEXT:
                         cell.data_type = "s"  # literal text, as _write_cell wrote it
                     elif code:
-                        cell.number_format = formats[code - _FORMATS]
+                        cell.number_format = snapshot.formats[code - _FORMATS]
         log.debug("rebuilt %s from its snapshot", self.path)
         return wb
 
-    def _keep_snapshot(self, wb: Workbook, digest: str) -> None:
+    def _keep_snapshot(
+        self,
+        wb: Workbook,
+        digest: str,
+        base: _Snapshot | None,
+        written: dict[str, list[int]],
+    ) -> None:
+        """Save the snapshot of ``wb``: ``base`` with the rows this run wrote, or every row."""
         ours = {t.title for t in TABS} | {CHARTS_TITLE}
         try:
             if not set(wb.sheetnames) <= ours:  # a founder's tab: the xlsx must be read
                 self._snapshot_path.unlink(missing_ok=True)
                 return
-            formats: dict[str, int] = {}
+            formats = {f: i + _FORMATS for i, f in enumerate(base.formats if base else ())}
 
             def code(cell: Any) -> int:
                 if cell.data_type == "s":
@@ -197,15 +213,26 @@ class WorkbookDashboard:
                     return 0
                 return formats.setdefault(cell.number_format, len(formats) + _FORMATS)
 
-            tabs = {
-                tab.title: [
-                    (tuple(c.value for c in row), tuple(map(code, row)))
-                    for row in wb[tab.title].iter_rows(min_row=2, max_col=len(tab.columns))
-                ]
-                for tab in TABS
-                if tab.title in wb.sheetnames
-            }
-            snapshot = {
+            def entries(ws: Any, width: int, first: int, last: int | None = None) -> list[Any]:
+                cells = ws.iter_rows(min_row=first, max_row=last, max_col=width)
+                return [(tuple(c.value for c in row), tuple(map(code, row))) for row in cells]
+
+            tabs = {}
+            for tab in TABS:
+                if tab.title not in wb.sheetnames:
+                    continue
+                ws, width = wb[tab.title], len(tab.columns)
+                rows = list(base.tabs.get(tab.title, ())) if base else []
+                if base is None or tab.title not in base.tabs:
+                    rows = entries(ws, width, 2)
+                for r in sorted(written.get(tab.title, ())):  # new rows come last, in order
+                    if r - 2 > len(rows):
+                        rows = entries(ws, width, 2)
+                        break
+                    entry = entries(ws, width, r, r)[0]
+                    rows[r - 2 : r - 1] = [entry]
+                tabs[tab.title] = rows
+            data = {
                 "format": _SNAPSHOT_FORMAT,
                 "sha256": digest,
                 "formats": list(formats),
@@ -216,7 +243,7 @@ class WorkbookDashboard:
             )
             try:
                 with os.fdopen(fd, "wb") as fh:
-                    pickle.dump(snapshot, fh, protocol=pickle.HIGHEST_PROTOCOL)
+                    pickle.dump(data, fh, protocol=pickle.HIGHEST_PROTOCOL)
                 os.replace(tmp, self._snapshot_path)
             except BaseException:
                 Path(tmp).unlink(missing_ok=True)
@@ -227,9 +254,15 @@ class WorkbookDashboard:
                 self._snapshot_path.unlink(missing_ok=True)
 
 
+@dataclass
+class _Snapshot:
+    formats: list[str]  # number formats, by code - _FORMATS
+    tabs: dict[str, list[tuple[tuple[Any, ...], tuple[int, ...]]]]  # rows: (values, codes)
+
+
 # A cell's code in a snapshot: 0 General, _TEXT literal text, else formats[code - _FORMATS].
 _TEXT, _FORMATS = 1, 2
-_SNAPSHOT_FORMAT = 2
+_SNAPSHOT_FORMAT = 3
 
 
 def _sha256(path: Path) -> str:
@@ -283,7 +316,8 @@ def _same(ws: Worksheet, r: int, row_cells: Sequence[Cell], compare: int) -> boo
     return True
 
 
-def _upsert(ws: Worksheet, tab: TabSpec, rows: Sequence[Row]) -> tuple[int, int]:
+def _upsert(ws: Worksheet, tab: TabSpec, rows: Sequence[Row]) -> tuple[int, int, list[int]]:
+    """Insert or update ``rows``; returns (inserted, updated, the row numbers written)."""
     index: dict[tuple[str, ...], int] = {}
     for r, values in enumerate(
         ws.iter_rows(min_row=2, max_col=tab.key_width, values_only=True), start=2
@@ -294,6 +328,7 @@ def _upsert(ws: Worksheet, tab: TabSpec, rows: Sequence[Row]) -> tuple[int, int]
     compare = len(tab.columns) - 1 if tab is DAILY else len(tab.columns)
     next_row = max(index.values(), default=1) + 1
     inserted = updated = 0
+    written: list[int] = []
     for row in rows:
         key = key_of(row)
         row_cells = cells(row)
@@ -310,7 +345,8 @@ def _upsert(ws: Worksheet, tab: TabSpec, rows: Sequence[Row]) -> tuple[int, int]
             updated += 1
         for c, cell in enumerate(row_cells, 1):
             _write_cell(ws, r, c, cell)
-    return inserted, updated
+        written.append(r)
+    return inserted, updated, written
 
 
 def _rebuild_charts(wb: Workbook) -> None:
