@@ -11,9 +11,11 @@ this module stores it in bounded memory, at well over 100,000 rows a second on t
   day) by the same exact code as the row-by-row path, and looked up for every row. Anything in
   doubt (a quote, a bad cell, an odd number of cells) sends the block through the validating
   row-by-row path (:func:`_ledger_rows`), which also names the bad row.
-- A large file is parsed by child processes while this one writes: each child reads the whole
-  file, parses every k-th block, and sends it pickled, as columns; the writer takes them in file
-  order. (Threads cannot do this: the writer gives up the GIL for every row it steps.)
+- A large file is cut into byte ranges (each reader finds the same record boundaries): this
+  process parses the first straight into the ledger while child processes parse the others,
+  each into its own scratch SQLite file (one ledger takes one writer), copied in afterwards
+  with one ``INSERT ... SELECT`` each, in file order. (Threads cannot share the work: the
+  writer gives up the GIL for every row it steps.)
 - A report that is large next to the ledger is written as a bulk load (:class:`ReportLoad`):
   the indexes are rebuilt at the end instead of updated row by row.
 - All of it is one ledger transaction: an ingest killed half-way leaves nothing behind and is

@@ -232,6 +232,9 @@ _REPORT_ON_CONFLICT = (
     "livemode=excluded.livemode, raw=excluded.raw, last_changed=excluded.last_changed "
     "WHERE transactions.type = '' AND transactions.raw <> excluded.raw"
 )
+# New rows get rowid max+1 in turn: the growth of MAX(rowid) counts inserts (an index lookup,
+# where COUNT(*) scans the table).
+_MAX_ROWID = "SELECT COALESCE(MAX(rowid), 0) FROM transactions"
 _SCRATCH_INSERT = (
     f"INSERT INTO report_rows ({', '.join(REPORT_ROW_COLUMNS)}) "
     f"VALUES ({', '.join('?' * len(REPORT_ROW_COLUMNS))})"
@@ -302,10 +305,7 @@ class ReportLoad:
             conn.execute("DROP INDEX transactions_id")
 
     def _top(self) -> int:
-        # New rows get rowid max+1 in turn (an index lookup, where COUNT(*) scans the table).
-        return int(
-            self.conn.execute("SELECT COALESCE(MAX(rowid), 0) FROM transactions").fetchone()[0]
-        )
+        return int(self.conn.execute(_MAX_ROWID).fetchone()[0])
 
     def add(self, rows: Iterable[Sequence[Any]]) -> None:
         """Store rows laid out as :data:`REPORT_ROW_COLUMNS`."""
@@ -523,7 +523,7 @@ class Ledger:
 
     def row_estimate(self) -> int:
         """About how many transactions the ledger holds (exact unless rows were deleted)."""
-        return int(self._query("SELECT COALESCE(MAX(rowid), 0) FROM transactions")[0][0])
+        return int(self._query(_MAX_ROWID)[0][0])
 
     def transaction_count(self) -> int:
         return int(self._query("SELECT COUNT(*) FROM transactions")[0][0])
