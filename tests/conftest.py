@@ -7,8 +7,10 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+import requests
 from typer.testing import CliRunner
 
 from bot.cli import app
@@ -90,3 +92,17 @@ def cli(tmp_path: Path, sandbox) -> Iterator[Cli]:  # type: ignore[no-untyped-de
 
 def days_ago(n: int) -> date:
     return today_utc() - timedelta(days=n)
+
+
+def drain_faults(server: Any, route: str, key: str = TEST_KEY) -> None:
+    """Use up the faults still injected on ``route`` of a sandbox with plain requests."""
+    for _ in range(1000):
+        try:
+            r = requests.get(
+                server.url + route, headers={"Authorization": f"Bearer {key}"}, timeout=10
+            )
+        except requests.ConnectionError:
+            continue  # an injected reset
+        if r.status_code == 200:
+            return
+    raise AssertionError("the fault never cleared")

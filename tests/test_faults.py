@@ -19,7 +19,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-import requests
 
 from bot import flows
 from bot.config import Secret
@@ -32,9 +31,9 @@ from bot.mail.resend_sender import ResendMailer
 from bot.periods import Month
 from bot.sandbox import SandboxAccount, SandboxServer
 from bot.stripe_source import StripeSource
-from tests.conftest import TEST_KEY, Cli, days_ago, today_utc
+from tests.conftest import TEST_KEY, Cli, days_ago, drain_faults, today_utc
 from tests.fakes.resend_server import FakeResendServer
-from tests.fakes.sheets import FakeSheetsServer, to_serial, write_service_account_key
+from tests.fakes.sheets import FakeSheetsServer, serving, to_serial, write_service_account_key
 
 BT = "/v1/balance_transactions"
 DAY = days_ago(2)
@@ -85,20 +84,6 @@ def synced_days(data_dir: Path) -> set[date]:
         return set(ledger.synced_days("UTC"))
     finally:
         ledger.close()
-
-
-def drain(sandbox: SandboxServer, route: str) -> None:
-    """Use up the injected faults left on ``route`` with plain requests: the fault clears."""
-    for _ in range(1000):
-        try:
-            r = requests.get(
-                sandbox.url + route, headers={"Authorization": f"Bearer {TEST_KEY}"}, timeout=10
-            )
-        except requests.ConnectionError:
-            continue  # an injected reset
-        if r.status_code == 200:
-            return
-    raise AssertionError("the fault never cleared")
 
 
 @pytest.fixture
@@ -174,7 +159,7 @@ def test_stripe_429_storm_that_outlasts_the_budget(
         assert min(waits) >= 7
     assert source.rate_limited >= 3
     assert synced_days(data) == set()
-    drain(sandbox, BT)
+    drain_faults(sandbox, BT)
     daily_ok(stripe_cli, sandbox_account)
 
 
@@ -293,10 +278,8 @@ def test_account_younger_than_the_last_closed_month(tmp_path: Path) -> None:
 
 @pytest.fixture
 def sheets() -> Iterator[FakeSheetsServer]:
-    with FakeSheetsServer() as fake:
-        fake.create_spreadsheet(SID, "Acme revenue", sheets=["Sheet1"])
+    with serving(SID) as fake:
         yield fake
-        assert fake.violations == []
 
 
 @pytest.fixture

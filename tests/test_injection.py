@@ -24,7 +24,7 @@ from openpyxl import load_workbook
 from bot.periods import Month
 from bot.sandbox import SandboxAccount, SandboxServer
 from tests.conftest import Cli, days_ago, today_utc
-from tests.fakes.sheets import FakeSheetsServer, Formula, write_service_account_key
+from tests.fakes.sheets import FakeSheetsServer, Formula, serving, write_service_account_key
 
 DAY = days_ago(2)
 LAST = Month.of(today_utc()).previous()
@@ -74,10 +74,8 @@ def stripe_text(sandbox_account: SandboxAccount, sandbox: SandboxServer) -> dict
 
 @pytest.fixture
 def sheets() -> Iterator[FakeSheetsServer]:
-    with FakeSheetsServer() as fake:
-        fake.create_spreadsheet(SID, "Acme revenue", sheets=["Sheet1"])
+    with serving(SID) as fake:
         yield fake
-        assert fake.violations == []
 
 
 def test_inert_in_the_google_sheet(

@@ -28,11 +28,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 
 from bot.periods import Month
 from bot.sandbox import SandboxAccount, SandboxServer
-from tests.conftest import REVBOT_VARS, Cli, Run, days_ago, today_utc
+from tests.conftest import REVBOT_VARS, Cli, Run, days_ago, drain_faults, today_utc
 from tests.fakes.resend_server import FakeResendServer
 from tests.fakes.sheets import FakeSheetsServer, write_service_account_key
 from tests.fakes.slack_server import FakeSlackWebhook
@@ -117,20 +116,6 @@ def readable(path: Path) -> str:
     return path.read_bytes().decode("utf-8", "replace")
 
 
-def drain(stripe: SandboxServer, route: str) -> None:
-    """Use up what is left of the faults injected on ``route``."""
-    for _ in range(100):
-        try:
-            r = requests.get(
-                stripe.url + route, headers={"Authorization": f"Bearer {STRIPE_KEY}"}, timeout=10
-            )
-        except requests.ConnectionError:
-            continue  # an injected reset
-        if r.status_code == 200:
-            return
-    raise AssertionError("the fault never cleared")
-
-
 def echo_401() -> dict[str, Any]:
     """Stripe's 401 body, from a server careless enough to quote the whole key back."""
     return {
@@ -208,7 +193,7 @@ def test_no_secret_anywhere(
         days_ago(15).isoformat(),
         codes=(0, 75),
     )
-    drain(stripe, BT)
+    drain_faults(stripe, BT, STRIPE_KEY)
     resend.inject(
         status=403, times=1, name="invalid_api_key", message=f"API key {RESEND_KEY} is invalid"
     )

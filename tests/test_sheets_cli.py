@@ -17,7 +17,13 @@ from bot.errors import TemporaryError
 from bot.jobs import Context, daily
 from bot.ledger import Ledger
 from tests.conftest import Cli, days_ago, today_utc
-from tests.fakes.sheets import FakeSheetsServer, Formula, to_serial, write_service_account_key
+from tests.fakes.sheets import (
+    FakeSheetsServer,
+    Formula,
+    serving,
+    to_serial,
+    write_service_account_key,
+)
 
 SID = "1RevbotTestSheet0123456789abcdefghijklmnopqrs"
 EMAIL = "revbot@test-project.iam.gserviceaccount.com"
@@ -25,10 +31,8 @@ EMAIL = "revbot@test-project.iam.gserviceaccount.com"
 
 @pytest.fixture
 def sheets() -> Iterator[FakeSheetsServer]:
-    with FakeSheetsServer() as fake:
-        fake.create_spreadsheet(SID, "Acme revenue", sheets=["Sheet1"])
+    with serving(SID) as fake:
         yield fake
-        assert fake.violations == []
 
 
 @pytest.fixture

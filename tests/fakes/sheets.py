@@ -22,7 +22,8 @@ import json
 import re
 import secrets
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from http import HTTPStatus
@@ -1676,3 +1677,13 @@ __all__ = [
     "to_serial",
     "write_service_account_key",
 ]
+
+
+@contextmanager
+def serving(sid: str, title: str = "Acme revenue") -> Iterator[FakeSheetsServer]:
+    """A fake Sheets API holding one spreadsheet; on leaving, it must have seen no request
+    that breaks Google's discovery document."""
+    with FakeSheetsServer() as fake:
+        fake.create_spreadsheet(sid, title, sheets=["Sheet1"])
+        yield fake
+        assert fake.violations == []
