@@ -44,7 +44,7 @@ from bot.periods import (
     require_past_day,
     yesterday,
 )
-from bot.stripe_source import PAGE_SIZE  # Stripe's largest list page
+from bot.stripe_source import PAGE_SIZE, Paging  # PAGE_SIZE: Stripe's largest list page
 
 log = logging.getLogger(__name__)
 
@@ -457,6 +457,7 @@ class _Engine:
     def _page(self, chunk: _Slice) -> None:
         after: str | None = None  # the cursor: the oldest transaction read so far
         previous = chunk.end
+        guard = Paging(chunk.floor, chunk.end)
         while not self._abort:
             with self._cond:
                 floor = chunk.floor
@@ -486,7 +487,7 @@ class _Engine:
                 self.reporter.update(self.snapshot())
             if through or not data:
                 return
-            after = str(data[-1]["id"])
+            after = guard.next(str(data[-1]["id"]))
 
     def _worker(self) -> None:
         while True:

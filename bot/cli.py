@@ -49,8 +49,9 @@ _state: dict[str, Any] = {"verbose": False}
 
 def _fatal(message: str, code: int) -> NoReturn:
     from bot.logs import REDACT
+    from bot.text import escaped
 
-    typer.echo(f"revbot: {REDACT(message)}", err=True)
+    typer.echo(f"revbot: {escaped(REDACT(message))}", err=True)
     raise typer.Exit(code=code)
 
 
@@ -72,12 +73,27 @@ def _errors(command: str | None = None) -> Iterator[None]:
         raise
     except Exception as e:  # a bug: still one line, the traceback only with --verbose
         log.debug("unexpected error", exc_info=True)
-        message = (
-            f"unexpected error ({type(e).__name__}: {e}); run with --verbose for details and "
-            "please report it"
-        )
+        if _disk_full(e):
+            message = (
+                f"the disk is full ({e}); free some space on the disk that holds DATA_DIR and "
+                "run the command again: the ledger keeps what was committed"
+            )
+        else:
+            message = (
+                f"unexpected error ({type(e).__name__}: {e}); run with --verbose for details "
+                "and please report it"
+            )
         _alert_failure(command, message, EXIT_FAILURE, type(e).__name__)
         _fatal(message, EXIT_FAILURE)
+
+
+def _disk_full(e: BaseException) -> bool:
+    import errno
+    import sqlite3
+
+    if isinstance(e, OSError):
+        return e.errno in (errno.ENOSPC, errno.EDQUOT)
+    return isinstance(e, sqlite3.OperationalError) and "disk is full" in str(e)
 
 
 def _alerter(settings: Settings) -> Alerter:
@@ -100,8 +116,9 @@ def _alert_failure(command: str | None, message: str, code: int, kind: str) -> N
     alerter = _state.get("alerter")
     if command is not None and alerter is not None:
         from bot.logs import REDACT
+        from bot.text import escaped
 
-        alerter.failure(command, REDACT(message), code, kind=kind)
+        alerter.failure(command, escaped(REDACT(message)), code, kind=kind)
 
 
 def _settings(
@@ -158,6 +175,10 @@ def _main(
 ) -> None:
     _state["verbose"] = verbose
     _state["alerter"] = None  # one per command run (tests run several in one process)
+    # Everything revbot creates (ledger, WAL, workbook, archive, outbox, previews, temp files)
+    # holds the account's figures or the investors' addresses: its owner's alone, 0600 files
+    # and 0700 folders, whatever umask cron or a shared server gives the process.
+    os.umask(0o077)
     from bot import logs
 
     logs.setup(verbose=verbose)

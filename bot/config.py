@@ -6,6 +6,7 @@ and one line before anything is read from Stripe or written anywhere.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 from collections.abc import Mapping
@@ -52,31 +53,25 @@ def mask(value: str) -> str:
 
 
 def read_dotenv(path: Path) -> dict[str, str]:
-    """``KEY=value`` lines; ``#`` comments, ``export`` prefixes and matching quotes allowed."""
-    values: dict[str, str] = {}
+    """The variables of a ``.env`` file, read exactly as python-dotenv's ``dotenv_values`` reads
+    them (quotes, ``export``, comments, escapes, ``${VAR}``); a UTF-8 byte-order mark is fine.
+
+    A line python-dotenv cannot parse is an error here (it would only warn and skip it)."""
+    from dotenv import dotenv_values
+    from dotenv.parser import parse_stream
+
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
-        return values
+        return {}
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"cannot read {path}: {e.__class__.__name__}; fix or remove it") from None
-    for n, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.startswith("export "):
-            line = line[7:].lstrip()
-        key, sep, value = line.partition("=")
-        key = key.strip()
-        if not sep or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
+    for binding in parse_stream(io.StringIO(text)):
+        if binding.error:
+            n = binding.original.line
             raise ConfigError(f"{path}:{n} is not a KEY=value line; fix or remove it")
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        else:
-            value = value.split(" #", 1)[0].rstrip()
-        values[key] = value
-    return values
+    values = dotenv_values(stream=io.StringIO(text), interpolate=True)
+    return {k: v for k, v in values.items() if v is not None}
 
 
 class Source:
@@ -200,7 +195,9 @@ def resolve(
     if mode is not None:
         mode = mode.lower()
         if mode not in ("live", "test"):
-            raise ConfigError(f"STRIPE_MODE={mode!r} must be 'live' or 'test' (or unset)")
+            # Echo a word; never what may be a key pasted into the wrong variable.
+            shown = f"={mode!r}" if re.fullmatch(r"[a-z]{1,12}", mode) else " (value not shown)"
+            raise ConfigError(f"STRIPE_MODE{shown} must be 'live' or 'test' (or unset)")
 
     stripe_key: Secret | None = None
     raw_key = src.get("STRIPE_SECRET_KEY")
@@ -218,9 +215,11 @@ def resolve(
         rps = float(rps_text)
     except ValueError:
         rps = -1.0
-    if not 0 < rps <= 100:
+    # Below a tenth of a request per second a run would wait silently for minutes per page.
+    if not 0.1 < rps <= 100:
+        shown_rps = rps_text if len(rps_text) <= 20 else rps_text[:19] + "…"
         raise ConfigError(
-            f"STRIPE_MAX_RPS={rps_text!r} must be a number of requests per second in (0, 100]"
+            f"STRIPE_MAX_RPS={shown_rps!r} must be a number of requests per second in (0.1, 100]"
         )
 
     resend_key = src.get("RESEND_API_KEY")
@@ -235,6 +234,11 @@ def resolve(
     data_dir = Path(src.get("DATA_DIR", "./revbot-data") or "./revbot-data")
     if not data_dir.is_absolute():
         data_dir = cwd / data_dir
+    if data_dir.exists() and not data_dir.is_dir():
+        raise ConfigError(
+            f"DATA_DIR {data_dir} is a file, not a folder; point DATA_DIR at a folder (revbot "
+            "creates it if it does not exist)"
+        )
     creds = Path(src.get("GOOGLE_APPLICATION_CREDENTIALS", "credentials.json") or "")
     if not creds.is_absolute():
         creds = cwd / creds

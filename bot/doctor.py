@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from bot.config import Settings
-from bot.errors import RevbotError
+from bot.errors import RevbotError, TemporaryError
 
 Status = Literal["ok", "warn", "fail", "skip"]
 
@@ -29,9 +29,13 @@ class Check:
         return f"{text} -> {self.fix}" if self.fix else text
 
 
-def _probe(name: str, fn: Callable[[], str], fix: str) -> Check:
+def _probe(name: str, fn: Callable[[], str], fix: str, *, unreachable: str = "") -> Check:
+    """``fix`` for a refusal; ``unreachable`` (when given) for a service that did not answer:
+    no permission fixes a network that is down."""
     try:
         return Check(name, "ok", fn())
+    except TemporaryError as e:
+        return Check(name, "fail", str(e), unreachable or fix)
     except RevbotError as e:
         return Check(name, "fail", str(e), fix)
 
@@ -89,9 +93,15 @@ def stripe_checks(settings: Settings, source: Any) -> Iterator[Check]:
         return "files readable"
 
     perm_fix = "give the restricted key read access to Balance, Report runs and Files"
-    yield _probe("Stripe balance transactions", balance, perm_fix)
-    yield _probe("Stripe report runs", report_types, perm_fix)
-    yield _probe("Stripe files", files, perm_fix)
+    where = settings.stripe_api_base or "https://api.stripe.com"
+    net_fix = (
+        f"check that this machine can reach {where} (network, proxy, firewall"
+        + (", STRIPE_API_BASE" if settings.stripe_api_base else "")
+        + ") and run `revbot doctor` again"
+    )
+    yield _probe("Stripe balance transactions", balance, perm_fix, unreachable=net_fix)
+    yield _probe("Stripe report runs", report_types, perm_fix, unreachable=net_fix)
+    yield _probe("Stripe files", files, perm_fix, unreachable=net_fix)
 
 
 def sheet_checks(settings: Settings) -> Iterator[Check]:

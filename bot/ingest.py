@@ -33,6 +33,7 @@ import io
 import itertools
 import operator
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -44,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.errors import ServiceError
+from bot.inbound import ID, TOKEN, shown
 from bot.ledger import Ledger, ReportConstants, ReportLoad, ReportScratch
 from bot.money import MoneyError, exponent, to_minor
 
@@ -175,6 +177,10 @@ def _ledger_rows(
         txn_id = cells[i_id]
         if not txn_id:
             raise fail("no balance_transaction_id")
+        if not ID.fullmatch(txn_id):
+            raise fail(f"balance_transaction_id {shown(txn_id)} is not a Stripe id")
+        if not TOKEN.fullmatch(cells[i_category]):
+            raise fail(f"reporting_category {shown(cells[i_category])} is not a category")
         yield (
             txn_id,
             seconds(cells[i_created]),
@@ -187,6 +193,9 @@ def _ledger_rows(
             "" if i_source is None else cells[i_source],
             _csv_line(cells),
         )
+
+
+_NOT_ID = re.compile(r"[^A-Za-z0-9_\n]")
 
 
 def _record_count(text: str) -> int:
@@ -336,6 +345,14 @@ class _Parser:
             # Only a code exactly as stored (" USD" is stored as "usd": the slow path's job).
             self.exponents[code] = exp if code == code.strip().lower() else None
         if not all(ids) or any(self.exponents[c] is None for c in set(currencies)):
+            return None
+        # Ids and categories as the ledger accepts them (one scan of the block each); any
+        # other value takes the row-by-row path, which names the row it refuses.
+        if (
+            max(map(len, ids)) > 255
+            or _NOT_ID.search("\n".join(ids))
+            or any(not TOKEN.fullmatch(c) for c in set(column("reporting_category")))
+        ):
             return None
         try:
             gross = self._amounts(currencies, column("gross"))

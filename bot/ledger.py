@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from bot.errors import RevbotError
+from bot.inbound import check_transaction
 from bot.pnl import Movement
+from bot.text import escaped
 
 SCHEMA_VERSION = 2
 
@@ -164,11 +166,10 @@ def _source_id(value: Any) -> str:
 
 
 def _row_from_api(txn: Mapping[str, Any]) -> tuple[Any, ...]:
-    """The stored columns of an API balance transaction; raises ValueError if malformed."""
+    """The stored columns of an API balance transaction; refuses a malformed one
+    (:class:`~bot.inbound.InvalidStripeData`) before anything is stored."""
+    check_transaction(txn)
     amount, fee, net = (txn["amount"], txn["fee"], txn["net"])
-    for name, v in (("amount", amount), ("fee", fee), ("net", net)):
-        if isinstance(v, bool) or not isinstance(v, int):
-            raise ValueError(f"balance transaction {txn.get('id')}: {name} is not an integer")
     return (
         str(txn["id"]),
         int(txn["created"]),
@@ -388,6 +389,37 @@ def _upgrade_id_key(conn: sqlite3.Connection) -> None:
     conn.execute("COMMIT")
 
 
+def _schema_version(conn: sqlite3.Connection, path: Path) -> int | None:
+    """The ledger's schema version (None for a new or pre-versioning one); refuses one this
+    revbot cannot read, so that no command, not even a dry run, works on a newer ledger."""
+    has_meta = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
+    ).fetchone()
+    if not has_meta:
+        return None
+    row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+    if row is None:
+        return None
+    text = str(row[0])
+    if not text.isascii() or not text.isdigit():
+        raise LedgerError(
+            f"{path} has schema_version {escaped(repr(text))[:40]}, which no revbot writes; "
+            "move it aside and restore a backup"
+        )
+    if int(text) > SCHEMA_VERSION:
+        raise LedgerError(f"{path} was written by a newer revbot (schema {text}); upgrade revbot")
+    return int(text)
+
+
+def _private(path: Path) -> None:
+    """The ledger (and its WAL) readable by its owner alone, even if made under a looser umask:
+    it holds the account's figures and the investors' addresses."""
+    for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        with suppress(OSError):
+            if p.exists() and p.stat().st_mode & 0o077:
+                p.chmod(0o600)
+
+
 class Ledger:
     """One SQLite connection shared by the process; a lock serialises writers across threads."""
 
@@ -403,10 +435,18 @@ class Ledger:
         ``read_only`` (for ``--dry-run``) never creates or changes the file: writes go to an
         in-memory copy of the schema when the file does not exist yet, and fail otherwise.
         """
+        conn: sqlite3.Connection | None = None
         try:
             if read_only and not path.exists():
                 conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
             elif read_only:
+                # The version first, through a connection that creates no -wal or -shm file:
+                # a ledger this revbot refuses is left exactly as it was.
+                probe = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro&immutable=1", uri=True)
+                try:
+                    _schema_version(probe, path)
+                finally:
+                    probe.close()
                 conn = sqlite3.connect(
                     f"{path.resolve().as_uri()}?mode=ro",
                     uri=True,
@@ -423,20 +463,22 @@ class Ledger:
             if conn.execute("PRAGMA quick_check").fetchone()[0] != "ok":
                 raise sqlite3.DatabaseError("quick_check failed")
             if read_only and path.exists():
+                _schema_version(conn, path)
                 return cls(conn, path)
+            _private(path)
             _upgrade_id_key(conn)
             conn.executescript(_SCHEMA)
-            version = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-            if version is not None and int(version[0]) > SCHEMA_VERSION:
-                raise LedgerError(
-                    f"{path} was written by a newer revbot (schema {version[0]}); upgrade revbot"
-                )
-            if version is None or int(version[0]) < SCHEMA_VERSION:
+            version = _schema_version(conn, path)
+            if version is None or version < SCHEMA_VERSION:
                 conn.execute(
                     "INSERT INTO meta (key, value) VALUES ('schema_version', ?) "
                     "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                     (str(SCHEMA_VERSION),),
                 )
+        except LedgerError:
+            if conn is not None:
+                conn.close()  # a refused ledger is left as it was: no -wal or -shm beside it
+            raise
         except sqlite3.DatabaseError as e:
             # Never start over silently: the ledger holds report runs and sent e-mails.
             raise LedgerError(

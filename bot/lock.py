@@ -12,13 +12,19 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from bot.deadline import run_ceiling
 from bot.errors import ConfigError, TemporaryError
 
 
 @contextmanager
 def exclusive(data_dir: Path, *, command: str) -> Iterator[None]:
+    if data_dir.exists() and not data_dir.is_dir():
+        raise ConfigError(
+            f"DATA_DIR {data_dir} is a file, not a folder; point DATA_DIR at a folder (revbot "
+            "creates it if it does not exist)"
+        )
     try:
-        data_dir.mkdir(parents=True, exist_ok=True)
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd = os.open(data_dir / "revbot.lock", os.O_RDWR | os.O_CREAT, 0o600)
     except OSError as e:
         raise ConfigError(
@@ -36,6 +42,7 @@ def exclusive(data_dir: Path, *, command: str) -> Iterator[None]:
             ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"revbot {command} (pid {os.getpid()})".encode(), 0)
-        yield
+        with run_ceiling(command):
+            yield
     finally:
         os.close(fd)

@@ -7,6 +7,8 @@ import re
 import sys
 from collections.abc import Iterable
 
+from bot.text import escaped, printable
+
 # Shapes of secrets revbot may meet even if they were never configured (a key pasted into a
 # description, a token in an error body): redacted wherever they appear.
 _PATTERNS = [
@@ -42,12 +44,14 @@ REDACT = Redactor()
 
 class RedactingFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = REDACT(record.getMessage())
+        record.msg = escaped(REDACT(record.getMessage()))
         record.args = None
         if record.exc_info:
             # Tracebacks are formatted later; render now so the text can be redacted.
             formatter = logging.Formatter()
-            record.exc_text = REDACT(formatter.formatException(record.exc_info))
+            record.exc_text = printable(
+                REDACT(formatter.formatException(record.exc_info)), keep_newlines=True
+            )
             record.exc_info = None
         return True
 

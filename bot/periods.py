@@ -16,6 +16,8 @@ from bot.errors import ConfigError, UsageError
 
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _MONTH_RE = re.compile(r"^\d{4}-\d{2}$")
+# No Stripe account has a balance transaction before this day.
+EARLIEST = date(2010, 1, 1)
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -70,8 +72,13 @@ class Month:
         if not _MONTH_RE.match(text or ""):
             raise UsageError(f"--month {text!r} is not a month; use YYYY-MM, e.g. 2026-10")
         year, month = int(text[:4]), int(text[5:])
-        if not 1 <= month <= 12 or year < 1970:
+        if not 1 <= month <= 12:
             raise UsageError(f"--month {text!r} is not a month; use YYYY-MM, e.g. 2026-10")
+        if year < EARLIEST.year:
+            raise UsageError(
+                f"--month {text} is before Stripe existed; use a month from "
+                f"{EARLIEST:%Y-%m} on, e.g. 2026-10"
+            )
         return cls(year, month)
 
     @classmethod
@@ -106,11 +113,18 @@ def parse_date(text: str, *, flag: str = "--date") -> date:
     if not _DATE_RE.match(text or ""):
         raise UsageError(f"{flag} {text!r} is not a date; use YYYY-MM-DD, e.g. 2026-10-31")
     try:
-        return date.fromisoformat(text)
+        day = date.fromisoformat(text)
     except ValueError:
         raise UsageError(
             f"{flag} {text!r} is not a real calendar date; use YYYY-MM-DD, e.g. 2026-10-31"
         ) from None
+    if day < EARLIEST:
+        # Nothing happened at Stripe before it existed; syncing centuries of empty days would
+        # only fill the ledger (and a year-1 date overflows a Unix timestamp).
+        raise UsageError(
+            f"{flag} {text} is before Stripe existed; use a day from {EARLIEST} on, e.g. 2026-10-31"
+        )
+    return day
 
 
 def local_today(now: datetime, tz: tzinfo) -> date:

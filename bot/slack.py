@@ -14,6 +14,8 @@ from slack_sdk.http_retry.response import HttpResponse
 from slack_sdk.http_retry.state import RetryState
 from slack_sdk.webhook import WebhookClient, WebhookResponse
 
+from bot.deadline import bounded
+
 _SLACK_TIMEOUT = 10  # seconds per request: an alert must not hold a cron run for minutes
 _SLACK_RETRIES = 2
 _MAX_WAIT = 30.0
@@ -27,7 +29,12 @@ def post(url: str, text: str, *, sleep: Callable[[float], None]) -> WebhookRespo
         logger=_quiet_sdk_logger(),
         retry_handlers=[_WebhookRetry(sleep=sleep)],
     )
-    return client.send(text=text, unfurl_links=False, unfurl_media=False)
+    # Every attempt may use its whole read timeout, and the retries wait at most _MAX_WAIT.
+    return bounded(
+        lambda: client.send(text=text, unfurl_links=False, unfurl_media=False),
+        seconds=_SLACK_TIMEOUT * (_SLACK_RETRIES + 1) + _MAX_WAIT,
+        what="Slack",
+    )
 
 
 class _WebhookRetry(RetryHandler):

@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from bot.config import Secret
+from bot.deadline import bounded, remaining
 from bot.errors import ConfigError, RevbotError, ServiceError, TemporaryError
+from bot.inbound import check_transaction, refuse
 from bot.periods import Interval
 from bot.ratelimit import TokenBucket
 
@@ -27,6 +29,42 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 PAGE_SIZE = 100
+# A report file of a million rows is ~150 MB; this allows for a slow 1 Mbit/s link.
+DOWNLOAD_DEADLINE = 30 * 60.0
+
+
+class Paging:
+    """Ends a listing that would never end on its own.
+
+    A server that answers ``has_more`` for ever (a proxy replaying one page, a broken
+    Stripe-compatible service) would keep a run, and the lock, for good. A cursor seen before
+    means the list goes round in circles; more pages than the range can hold means it never
+    ends. The ceiling allows ten transactions a second over the whole range (plus 20 pages for
+    bursts in short ranges): far above any account's rate, and still bounded.
+    """
+
+    def __init__(self, gte: int, lt: int) -> None:
+        self.ceiling = 20 + max(0, lt - gte) // 10
+        self.pages = 0
+        self._seen: set[str] = set()
+
+    def next(self, cursor: str) -> str:
+        """The cursor for the next page, or :class:`ServiceError` when there must be none."""
+        self.pages += 1
+        if cursor in self._seen:
+            raise ServiceError(
+                f"Stripe listed balance transaction {cursor} twice while paging, so the list "
+                "would never end; stopped (if STRIPE_API_BASE is set, check the server it "
+                "points at)"
+            )
+        if self.pages >= self.ceiling:
+            raise ServiceError(
+                f"Stripe kept saying there were more balance transactions after {self.pages:,} "
+                "pages, more than the days asked for can hold; stopped (if STRIPE_API_BASE is "
+                "set, check the server it points at)"
+            )
+        self._seen.add(cursor)
+        return cursor
 
 
 class StripeSource:
@@ -41,6 +79,7 @@ class StripeSource:
         timeout: float = 30.0,
         max_network_retries: int = 2,
         rate_limit_budget: float = 120.0,
+        call_deadline: float | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._key = api_key
@@ -50,6 +89,10 @@ class StripeSource:
         self.files_bucket = TokenBucket(min(max_rps, 20.0), sleep=sleep)
         self._timeout = timeout
         self._retries = max_network_retries
+        # A call's total: every attempt the SDK makes may use its whole read timeout.
+        self._call_deadline = (
+            call_deadline if call_deadline is not None else timeout * (max_network_retries + 1) + 30
+        )
         self._budget = rate_limit_budget
         self._sleep = sleep
         self._client: stripe.StripeClient | None = None
@@ -96,7 +139,7 @@ class StripeSource:
             with self._count_lock:
                 self.requests += 1
             try:
-                return fn()
+                return bounded(fn, seconds=self._call_deadline, what=f"Stripe ({what})")
             except stripe.RateLimitError as e:
                 with self._count_lock:
                     self.rate_limited += 1
@@ -141,18 +184,22 @@ class StripeSource:
             lambda: client.raw_request("get", "/v1/balance_transactions", **params),
         )
         body = response.data
-        try:
-            return list(body["data"]), bool(body["has_more"])
-        except (KeyError, TypeError):
-            raise ServiceError(
-                "Stripe sent a list of balance transactions without its data"
-            ) from None
+        data = body.get("data") if isinstance(body, dict) else None
+        has_more = body.get("has_more") if isinstance(body, dict) else None
+        if not isinstance(data, list) or not isinstance(has_more, bool):
+            raise ServiceError("Stripe sent a list of balance transactions without its data")
+        for txn in data:
+            check_transaction(txn)
+            if not gte <= txn["created"] < lt:
+                raise refuse(txn["id"], "created", txn["created"], "in the range asked for")
+        return data, has_more
 
     def iter_pages(
         self, interval: Interval, *, type: str | None = None
     ) -> Iterator[list[dict[str, Any]]]:
         """Pages of balance transactions created in ``[start, end)``, newest first."""
         after: str | None = None
+        guard = Paging(interval.start, interval.end)
         while True:
             data, has_more = self.list_page(
                 gte=interval.start, lt=interval.end, starting_after=after, type=type
@@ -160,7 +207,7 @@ class StripeSource:
             yield data
             if not has_more or not data:
                 return
-            after = str(data[-1]["id"])
+            after = guard.next(str(data[-1]["id"]))
 
     def list_balance_transactions(self, interval: Interval) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
@@ -215,8 +262,15 @@ class StripeSource:
             self.files_bucket.acquire()
             with self._count_lock:
                 self.requests += 1
+            started = time.monotonic()
             try:
-                resp = _get_following_redirects(requests, url, self._key.reveal(), self._timeout)
+                resp = bounded(
+                    lambda: _get_following_redirects(
+                        requests, url, self._key.reveal(), self._timeout
+                    ),
+                    seconds=self._call_deadline,
+                    what=f"Stripe ({what})",
+                )
             except requests.RequestException as e:
                 if attempt == attempts:
                     raise TemporaryError(
@@ -247,6 +301,13 @@ class StripeSource:
                     for chunk in resp.iter_content(chunk_size=1 << 16):
                         fh.write(chunk)
                         size += len(chunk)
+                        # Each read is bounded by the timeout; the whole file by this.
+                        if time.monotonic() - started > DOWNLOAD_DEADLINE:
+                            raise TemporaryError(
+                                f"Stripe sent {size:,} bytes in {DOWNLOAD_DEADLINE / 60:.0f} "
+                                f"minutes while {what}, too slowly to finish; try again later"
+                            )
+                        remaining()
                 os.replace(tmp, dest)
                 return size
         raise AssertionError("unreachable")

@@ -16,7 +16,6 @@ from typer.testing import CliRunner
 from bot.cli import app
 
 REPO = Path(__file__).resolve().parents[1]
-CONTRACTS = REPO.parent / "shared" / "contracts"
 TEST_KEY = "sk_test_" + "T3stKeyForRevbot0001"
 
 # Every variable revbot reads: tests start from none of them, whatever the machine has.

@@ -1,6 +1,7 @@
 """Check JSON responses and request parameters against Stripe's OpenAPI spec.
 
-Reads ``../shared/contracts/stripe/spec3.json`` in place (a sibling of the repository). A small
+Reads ``tests/contracts/stripe/spec3.json``: the paths revbot uses, extracted from Stripe's
+published spec by ``scripts/extract_contracts.py`` (see ``tests/contracts/README.md``). A small
 OpenAPI 3.0 validator: ``$ref``, ``nullable``, ``anyOf``/``oneOf``/``allOf``, ``enum``,
 ``type``, ``required``, ``properties``, ``additionalProperties``, ``items``, ``maxLength`` and
 ``pattern``. Unknown (newer) properties are accepted unless a schema forbids them; required
@@ -18,7 +19,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SPEC_PATH = REPO_ROOT.parent / "shared" / "contracts" / "stripe" / "spec3.json"
+SPEC_PATH = REPO_ROOT / "tests" / "contracts" / "stripe" / "spec3.json"
 
 Schema = dict[str, Any]
 

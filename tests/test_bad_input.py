@@ -14,6 +14,7 @@ import hashlib
 import json
 import re
 import shutil
+import sqlite3
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
@@ -95,6 +96,20 @@ def _corrupt_ledger(cwd: Path) -> None:
     (cwd / "data" / "state.sqlite").write_bytes(b"SQLite format 3\x00" + bytes(range(256)) * 16)
 
 
+def _ledger_meta(version: str) -> Callable[[Path], None]:
+    """A ledger whose schema_version says ``version``."""
+
+    def setup(cwd: Path) -> None:
+        (cwd / "data").mkdir()
+        Ledger.open(cwd / "data" / "state.sqlite").close()
+        conn = sqlite3.connect(cwd / "data" / "state.sqlite")
+        with conn:
+            conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (version,))
+        conn.close()
+
+    return setup
+
+
 def _bad_workbook(cwd: Path) -> None:
     (cwd / "data").mkdir()
     (cwd / "data" / "dashboard.xlsx").write_bytes(
@@ -136,6 +151,18 @@ CASES = [
     Case("month-future", "`monthly --month <next month>`", ("monthly", "--month", "<next month>"), 2,
          "--month <next month> is in the future in UTC; only closed months can be reported (the "
          "latest is <last month>)"),
+    Case("date-year-1", "`daily --date 0001-01-01`", ("daily", "--date", "0001-01-01"), 2,
+         "--date 0001-01-01 is before Stripe existed; use a day from 2010-01-01 on, e.g. 2026-10-31"),
+    Case("date-before-epoch", "`daily --date 1969-12-31`", ("daily", "--date", "1969-12-31"), 2,
+         "--date 1969-12-31 is before Stripe existed; use a day from 2010-01-01 on, e.g. 2026-10-31"),
+    Case("since-year-1", "`backfill --since 0001-01-01 --until 0001-01-02`",
+         ("backfill", "--since", "0001-01-01", "--until", "0001-01-02"), 2,
+         "--since 0001-01-01 is before Stripe existed; use a day from 2010-01-01 on, e.g. 2026-10-31"),
+    Case("until-year-1", "`backfill --since <5 days ago> --until 0001-01-02`",
+         ("backfill", "--since", DAY, "--until", "0001-01-02"), 2,
+         "--until 0001-01-02 is before Stripe existed; use a day from 2010-01-01 on, e.g. 2026-10-31"),
+    Case("month-before-stripe", "`monthly --month 2009-12`", ("monthly", "--month", "2009-12"), 2,
+         "--month 2009-12 is before Stripe existed; use a month from 2010-01 on, e.g. 2026-10"),
     # -- the Stripe key and mode -------------------------------------------------------
     Case("publishable-key", "`STRIPE_SECRET_KEY=pk_live_…` (a publishable key)", ("daily",), 78,
          "STRIPE_SECRET_KEY is a publishable key (pk_live_…wxyz); revbot needs a secret (sk_) or "
@@ -154,12 +181,21 @@ CASES = [
          "or set STRIPE_MODE=test", env={"STRIPE_MODE": "live"}),
     Case("mode-unknown", "`STRIPE_MODE=prod`", ("daily",), 78,
          "STRIPE_MODE='prod' must be 'live' or 'test' (or unset)", env={"STRIPE_MODE": "prod"}),
+    Case("mode-pasted-key", "a key pasted into `STRIPE_MODE`", ("daily",), 78,
+         "STRIPE_MODE (value not shown) must be 'live' or 'test' (or unset)",
+         env={"STRIPE_MODE": TEST_KEY}),
     Case("api-base-not-url", "`STRIPE_API_BASE=localhost:12111`", ("daily",), 78,
          "STRIPE_API_BASE='localhost:12111' is not a URL; use e.g. http://127.0.0.1:12111",
          env={"STRIPE_API_BASE": "localhost:12111"}),
     Case("max-rps", "`STRIPE_MAX_RPS=fast`", ("daily",), 78,
-         "STRIPE_MAX_RPS='fast' must be a number of requests per second in (0, 100]",
+         "STRIPE_MAX_RPS='fast' must be a number of requests per second in (0.1, 100]",
          env={"STRIPE_MAX_RPS": "fast"}),
+    Case("max-rps-tiny", "`STRIPE_MAX_RPS=0.0001`", ("daily",), 78,
+         "STRIPE_MAX_RPS='0.0001' must be a number of requests per second in (0.1, 100]",
+         env={"STRIPE_MAX_RPS": "0.0001"}),
+    Case("max-rps-underflow", "`STRIPE_MAX_RPS=1e-300`", ("daily",), 78,
+         "STRIPE_MAX_RPS='1e-300' must be a number of requests per second in (0.1, 100]",
+         env={"STRIPE_MAX_RPS": "1e-300"}),
     # -- time zone ---------------------------------------------------------------------
     Case("unknown-zone", "`REPORT_TIMEZONE=Europe/Atlantis`", ("daily",), 78,
          "REPORT_TIMEZONE='Europe/Atlantis' is not an IANA time zone; use e.g. UTC or Europe/Berlin",
@@ -197,7 +233,16 @@ CASES = [
     Case("bad-sender", "`EMAIL_FROM=Acme <finance@acme>`", ("monthly", "--month", "<last month>"), 78,
          "EMAIL_FROM: 'Acme <finance@acme>' is not an email address (expected name@domain.tld)",
          env={**MAIL_ENV, "EMAIL_FROM": "Acme <finance@acme>"}),
+    Case("encoded-sender", "`EMAIL_FROM==?utf-8?q?Acme?= <finance@acme.example>`",
+         ("monthly", "--month", "<last month>"), 78,
+         "EMAIL_FROM: '=?utf-8?q?Acme?= <finance@acme.example>' has an encoded display name "
+         "(=?...?=); write the name as plain text",
+         env={**MAIL_ENV, "EMAIL_FROM": "=?utf-8?q?Acme?= <finance@acme.example>"}),
     # -- DATA_DIR and its files --------------------------------------------------------
+    Case("data-dir-is-a-file", "`DATA_DIR` that is a file", ("daily",), 78,
+         "DATA_DIR <cwd>/not-a-dir is a file, not a folder; point DATA_DIR at a folder (revbot "
+         "creates it if it does not exist)",
+         env={"DATA_DIR": "not-a-dir"}, setup=_file_in_the_way),
     Case("data-dir-unwritable", "`DATA_DIR` that cannot be created (a file is in the way)",
          ("daily",), 78,
          "DATA_DIR <cwd>/not-a-dir/data is not writable (Not a directory); point DATA_DIR at a "
@@ -206,6 +251,17 @@ CASES = [
     Case("ledger-corrupt", "a corrupt `DATA_DIR/state.sqlite`", ("daily", "--date", DAY), 1,
          f"<cwd>/data/state.sqlite is not a readable revbot ledger (file is not a database); {LEDGER_FIX}",
          setup=_corrupt_ledger),
+    Case("ledger-schema-word", "a ledger whose `schema_version` is `abc`", ("daily", "--date", DAY), 1,
+         "<cwd>/data/state.sqlite has schema_version 'abc', which no revbot writes; move it aside "
+         "and restore a backup", setup=_ledger_meta("abc")),
+    Case("ledger-newer-dry-run", "`daily --dry-run` on a ledger from a newer revbot",
+         ("daily", "--date", DAY, "--dry-run"), 1,
+         "<cwd>/data/state.sqlite was written by a newer revbot (schema 99); upgrade revbot",
+         setup=_ledger_meta("99")),
+    Case("ledger-newer-preview", "`preview` on a ledger from a newer revbot",
+         ("preview", "--month", "<last month>"), 1,
+         "<cwd>/data/state.sqlite was written by a newer revbot (schema 99); upgrade revbot",
+         setup=_ledger_meta("99")),
     Case("workbook-invalid", "a `DATA_DIR/dashboard.xlsx` that is not an xlsx file",
          ("daily", "--date", DAY), 1,
          "<cwd>/data/dashboard.xlsx is not a valid xlsx workbook (BadZipFile); move it aside and "
@@ -340,6 +396,14 @@ def render_table() -> str:
 def test_the_readme_table_is_current() -> None:
     assert DOC.read_text(encoding="utf-8") == render_table(), (
         "docs/bad-input.md is out of date: .venv/bin/python -m tests.test_bad_input > docs/bad-input.md"
+    )
+
+
+def test_the_readme_shows_the_same_table() -> None:
+    table = render_table()
+    rows = table[table.index("| input |") :].split("\n\n", 1)[0]
+    assert rows in (REPO / "README.md").read_text(encoding="utf-8"), (
+        "README.md's bad-input table differs from docs/bad-input.md: paste the table again"
     )
 
 

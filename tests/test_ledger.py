@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from bot.errors import RevbotError
+from bot.inbound import InvalidStripeData
 from bot.ledger import Ledger
 
 
@@ -62,8 +63,9 @@ def test_synced_days_and_dashboard_queue(tmp_path: Path) -> None:
 
 def test_malformed_amount_refused(tmp_path: Path) -> None:
     ledger = Ledger.open(tmp_path / "state.sqlite")
-    with pytest.raises(ValueError, match="amount"), ledger.transaction() as conn:
+    with pytest.raises(InvalidStripeData, match=r"amount 10\.5"), ledger.transaction() as conn:
         ledger.upsert_transactions(conn, [txn("txn_1", 1, amount=10.5)])  # type: ignore[arg-type]
+    assert ledger.transaction_count() == 0
 
 
 def test_corrupt_file_is_named_not_replaced(tmp_path: Path) -> None:

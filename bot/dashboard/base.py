@@ -15,6 +15,22 @@ from typing import Literal, Protocol
 
 from bot.money import to_major
 from bot.pnl import LINE_NAMES, PnlLines
+from bot.text import printable
+
+# The most characters one cell holds: Excel's limit, and Google Sheets'.
+XLSX_CELL_LIMIT = 32_767
+SHEETS_CELL_LIMIT = 50_000
+
+
+def sink_text(value: str, limit: int) -> str:
+    """Text from Stripe as a dashboard cell can hold it: no control character (XML 1.0, which
+    xlsx is made of, cannot carry most of them; a sheet shows them as garbage), and at most
+    ``limit`` characters, the last one an ellipsis when it was cut."""
+    value = printable(value, keep_newlines=True)
+    if len(value) > limit:
+        value = value[: limit - 1] + "…"
+    return value
+
 
 CellKind = Literal["text", "date", "datetime", "money", "int", "pct", "bool"]
 

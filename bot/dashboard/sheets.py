@@ -45,6 +45,7 @@ from bot.dashboard.base import (
     CHARTS_TITLE,
     DAILY,
     MONTHLY,
+    SHEETS_CELL_LIMIT,
     TABS,
     Cell,
     DashboardUpdate,
@@ -53,7 +54,9 @@ from bot.dashboard.base import (
     WriteResult,
     cells,
     key_of,
+    sink_text,
 )
+from bot.deadline import bounded
 from bot.errors import ConfigError, ServiceError, TemporaryError
 from bot.money import normalize_currency, number_format
 
@@ -76,6 +79,7 @@ SERIAL_EPOCH = date(1899, 12, 30)  # Sheets' day 0
 EPOCH_ORDINAL = SERIAL_EPOCH.toordinal()
 JSON_HEADERS = {"Content-Type": "application/json"}
 TIMEOUT = (10.0, 180.0)  # connect, read: Google gives up on a request after 180 s
+CALL_DEADLINE = 240.0  # a request's total, however slowly the answer trickles in
 
 # The same patterns as the workbook (bot/dashboard/workbook.py); money uses number_format().
 FORMATS: dict[str, dict[str, str]] = {
@@ -166,7 +170,13 @@ class _SheetsHTTPClient(gspread.HTTPClient):
                 self._pace()
             retry_after = 0.0
             try:
-                return super().request(method, endpoint, *args, **kwargs)
+                return bounded(
+                    lambda: super(_SheetsHTTPClient, self).request(
+                        method, endpoint, *args, **kwargs
+                    ),
+                    seconds=CALL_DEADLINE,
+                    what="Google Sheets",
+                )
             except APIError as e:
                 status = e.response.status_code
                 if status not in (408, 429) and status < 500:
@@ -236,7 +246,7 @@ def cell_data(cell: Cell) -> dict[str, Any]:
     if v is None:
         return {}
     if kind == "text":
-        return {"userEnteredValue": {"stringValue": str(v)}}
+        return {"userEnteredValue": {"stringValue": sink_text(str(v), SHEETS_CELL_LIMIT)}}
     if kind == "money" or kind == "pct":
         assert isinstance(v, Decimal)
         return {"userEnteredValue": {"numberValue": _number(v)}}

@@ -8,10 +8,13 @@ The file is replaced atomically: a crash leaves the old workbook or the new one.
 from __future__ import annotations
 
 import contextlib
+import errno
+import gc
 import hashlib
+import json
 import logging
 import os
-import pickle
+import sys
 import tempfile
 import zipfile
 from collections import defaultdict
@@ -27,6 +30,7 @@ from bot.dashboard.base import (
     DAILY,
     MONTHLY,
     TABS,
+    XLSX_CELL_LIMIT,
     Cell,
     DashboardUpdate,
     Row,
@@ -34,6 +38,7 @@ from bot.dashboard.base import (
     WriteResult,
     cells,
     key_of,
+    sink_text,
 )
 from bot.errors import ServiceError
 from bot.money import number_format
@@ -69,6 +74,8 @@ def cell_value(cell: Cell) -> tuple[Any, str | None]:
         return v.replace(tzinfo=None), DATETIME_FORMAT
     if cell.kind == "date":
         return v, DATE_FORMAT
+    if isinstance(v, str):
+        return sink_text(v, XLSX_CELL_LIMIT), None
     return v, None
 
 
@@ -114,6 +121,7 @@ class WorkbookDashboard:
         return [tuple(r) for r in ws.iter_rows(min_row=2, values_only=True)]
 
     def apply(self, update: DashboardUpdate) -> WriteResult:
+        self._remove_stale_temp_files()
         snapshot = self._read_snapshot()
         wb = self._rebuild(snapshot) if snapshot is not None else self._load()
         result = WriteResult(location=str(self.path))
@@ -130,25 +138,55 @@ class WorkbookDashboard:
         self._keep_snapshot(wb, digest, snapshot, written)
         return result
 
+    def _remove_stale_temp_files(self) -> None:
+        """Temp files a killed save left behind. Only the run holding the lock writes the
+        workbook, so any that exist now belong to a run that is gone."""
+        for pattern in (".dashboard-*.xlsx", ".dashboard-*.snapshot"):
+            for stale in self.path.parent.glob(pattern):
+                with contextlib.suppress(OSError):
+                    stale.unlink()
+                    log.info("removed %s, left by an interrupted save", stale.name)
+
     def _save(self, wb: Workbook) -> str:
         """Replace the file atomically; returns its SHA-256."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".dashboard-", suffix=".xlsx", dir=self.path.parent)
         os.close(fd)
+        failure: ServiceError | None = None
+        hook = sys.unraisablehook
         try:
             wb.save(tmp)
             digest = _sha256(Path(tmp))
             os.replace(tmp, self.path)
+        except OSError as e:
+            # openpyxl leaves its ZipFile open when a write fails; freed with this exception,
+            # the file would try to write its directory again and print a second traceback
+            # ("Exception ignored in ZipFile.__del__"). The failure is reported once, below.
+            sys.unraisablehook = lambda _: None
+            Path(tmp).unlink(missing_ok=True)
+            failure = ServiceError(
+                f"cannot save {self.path} ({e.strerror or type(e).__name__}); "
+                + (
+                    "free some space on that disk and run the command again"
+                    if e.errno in (errno.ENOSPC, errno.EDQUOT)
+                    else "check DATA_DIR and run the command again"
+                )
+                + " (the ledger kept everything; the dashboard catches up then)"
+            )
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+        if failure is not None:
+            gc.collect()
+            sys.unraisablehook = hook
+            raise failure
         return digest
 
     # -- the snapshot: the cells revbot last wrote, kept next to the workbook -----------------
     #
     # Reading the xlsx back costs openpyxl as much as writing it (~20 µs a cell), and the file
     # grows with every day of history. So after each save revbot also keeps the values and
-    # number formats of its own tabs (plain data, pickled: fast to read) with the file's
+    # number formats of its own tabs (plain data as JSON, checked when read back) with the file's
     # SHA-256. While the workbook is still byte for byte that file and holds no tab but
     # revbot's, the next run rebuilds it from the snapshot instead of parsing it. Anything
     # else (a founder's edit or tab, no snapshot, a damaged one) reads the xlsx as before.
@@ -161,12 +199,13 @@ class WorkbookDashboard:
         if not self.path.exists():
             return None
         try:
-            with open(self._snapshot_path, "rb") as fh:
-                data = pickle.load(fh)
-            if data["format"] != _SNAPSHOT_FORMAT or data["sha256"] != _sha256(self.path):
+            # JSON, never pickle: a file in DATA_DIR is data, and reading it runs nothing.
+            data = json.loads(self._snapshot_path.read_bytes())
+            snapshot = _decode_snapshot(data)
+            if snapshot is None or data["sha256"] != _sha256(self.path):
                 return None
-            return _Snapshot(formats=list(data["formats"]), tabs=dict(data["tabs"]))
-        except Exception:  # none, an older format, a damaged one: the xlsx is the truth
+            return snapshot
+        except (OSError, ValueError, KeyError, TypeError):  # none, damaged: the xlsx is the truth
             return None
 
     def _rebuild(self, snapshot: _Snapshot) -> Workbook:
@@ -243,13 +282,13 @@ class WorkbookDashboard:
             )
             try:
                 with os.fdopen(fd, "wb") as fh:
-                    pickle.dump(data, fh, protocol=pickle.HIGHEST_PROTOCOL)
+                    fh.write(json.dumps(data, default=_json_value, separators=(",", ":")).encode())
                 os.replace(tmp, self._snapshot_path)
             except BaseException:
                 Path(tmp).unlink(missing_ok=True)
                 raise
         except Exception as e:  # only an optimisation: the next run reads the xlsx
-            log.warning("could not keep a snapshot of %s (%s)", self.path, type(e).__name__)
+            log.info("could not keep a snapshot of %s (%s)", self.path, type(e).__name__)
             with contextlib.suppress(OSError):
                 self._snapshot_path.unlink(missing_ok=True)
 
@@ -262,7 +301,57 @@ class _Snapshot:
 
 # A cell's code in a snapshot: 0 General, _TEXT literal text, else formats[code - _FORMATS].
 _TEXT, _FORMATS = 1, 2
-_SNAPSHOT_FORMAT = 3
+_SNAPSHOT_FORMAT = 4  # 4: JSON (3 was a pickle, and is never read)
+_OWN_TABS = frozenset(t.title for t in TABS)
+
+
+def _json_value(value: Any) -> Any:
+    """A cell value JSON cannot hold as it is: a datetime or a date, tagged."""
+    if isinstance(value, datetime):
+        return ["t", value.isoformat()]
+    if isinstance(value, date):
+        return ["d", value.isoformat()]
+    raise TypeError(f"a {type(value).__name__} in a snapshot")
+
+
+_SCALARS = (str, int, float, type(None))
+
+
+def _cell_from_json(value: Any) -> Any:
+    if isinstance(value, _SCALARS):
+        return value
+    if isinstance(value, list) and len(value) == 2 and isinstance(value[1], str):
+        if value[0] == "t":
+            return datetime.fromisoformat(value[1])
+        if value[0] == "d":
+            return date.fromisoformat(value[1])
+    raise ValueError("not a cell value")
+
+
+def _decode_snapshot(data: Any) -> _Snapshot | None:
+    """The snapshot in ``data`` (parsed JSON), checked cell by cell; None if it is not one."""
+    if not isinstance(data, dict) or data.get("format") != _SNAPSHOT_FORMAT:
+        return None
+    formats, tabs = data.get("formats"), data.get("tabs")
+    if not isinstance(data.get("sha256"), str) or not isinstance(formats, list):
+        return None
+    if not all(isinstance(f, str) for f in formats) or not isinstance(tabs, dict):
+        return None
+    out: dict[str, list[tuple[tuple[Any, ...], tuple[int, ...]]]] = {}
+    limit = len(formats) + _FORMATS
+    for title, rows in tabs.items():
+        if title not in _OWN_TABS or not isinstance(rows, list):
+            return None
+        decoded = []
+        for row in rows:
+            values, codes = row  # ValueError / TypeError: not a snapshot
+            if not isinstance(values, list) or not isinstance(codes, list):
+                return None
+            if not all(type(c) is int and 0 <= c < limit for c in codes):
+                return None
+            decoded.append((tuple(map(_cell_from_json, values)), tuple(codes)))
+        out[title] = decoded
+    return _Snapshot(formats=list(formats), tabs=out)
 
 
 def _sha256(path: Path) -> str:

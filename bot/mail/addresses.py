@@ -50,6 +50,14 @@ def validate_address(value: str, *, variable: str, allow_display_name: bool = Fa
             name = name[1:-1].strip()
         if '"' in name or "\\" in name:
             raise _fail(value, variable, "has quotes or backslashes in its display name")
+        if "=?" in name:
+            # An RFC 2047 encoded word (=?utf-8?q?...?=): the email library encodes the name
+            # itself, and refuses one that is already encoded, at send time.
+            raise _fail(
+                value,
+                variable,
+                "has an encoded display name (=?...?=); write the name as plain text",
+            )
         addr = _check_bare(named.group("addr").strip(), original=value, variable=variable)
         return f"{name} <{addr}>" if name else addr
     return _check_bare(text, original=value, variable=variable)

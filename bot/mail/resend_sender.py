@@ -15,6 +15,7 @@ from typing import Any
 import resend
 import resend.exceptions
 
+from bot.deadline import bounded
 from bot.errors import ConfigError, RevbotError, ServiceError, TemporaryError
 from bot.mail.model import OutgoingEmail
 from bot.mail.senders import check_idempotency_key
@@ -70,6 +71,17 @@ def _retry_after(headers: Mapping[str, str] | None) -> float | None:
     return None
 
 
+# What a failed connection's text says, and how a person would say it.
+_CONNECTION_FAILURES = (
+    ("Connection refused", "connection refused"),
+    ("timed out", "timed out"),
+    ("Name or service not known", "unknown host"),
+    ("nodename nor servname", "unknown host"),
+    ("Connection reset", "connection reset"),
+    ("RemoteDisconnected", "the server closed the connection"),
+)
+
+
 class ResendMailer:
     """A :class:`~bot.mail.senders.Mailer` that sends through Resend (``POST /emails``).
 
@@ -106,6 +118,7 @@ class ResendMailer:
         self._min_interval = min_interval
         self._clock = clock
         self._http = resend.RequestsClient(timeout=timeout)
+        self._deadline = timeout + 30.0  # one request's total, however slowly it trickles
         self._last_request: float | None = None
 
     def __repr__(self) -> str:
@@ -192,7 +205,7 @@ class ResendMailer:
             resend.api_key, resend.api_url = self._api_key, self._api_url
             resend.default_http_client = self._http
             try:
-                return call()
+                return bounded(call, seconds=self._deadline, what="Resend")
             finally:
                 resend.api_key, resend.api_url, resend.default_http_client = saved
                 self._last_request = self._clock()
@@ -217,6 +230,14 @@ class ResendMailer:
         return _one_line(text).replace(self._api_key, "re_…")
 
     def _describe(self, e: resend.exceptions.ResendError) -> str:
+        if str(e.error_type) == "HttpClientError":
+            # The SDK gives a connection failure the code 500, but no server answered at all.
+            text = str(e.message)
+            reason = next(
+                (words for needle, words in _CONNECTION_FAILURES if needle.lower() in text.lower()),
+                "the connection failed",
+            )
+            return self._redact(f"no answer from {self._api_url}: {reason}")
         return self._redact(f"{e.code} {e.error_type}: {e.message}")
 
     def _judge(
@@ -230,7 +251,7 @@ class ResendMailer:
         kind = str(e.error_type)
         what = self._describe(e)
         if kind == "HttpClientError":  # timeout, refused connection, reset: never reached us
-            return _Verdict(True, TemporaryError(f"could not reach Resend: {what}"))
+            return _Verdict(True, TemporaryError(f"could not reach Resend ({what})"))
         if code == 429:
             if kind in _QUOTA_ERRORS:
                 return _Verdict(

@@ -1,6 +1,6 @@
 """The Sheets API v4 contract, read from Google's discovery document, as request validators.
 
-The discovery document (``../shared/contracts/google/sheets.v4.json``) is not JSON Schema but
+The discovery document (``tests/contracts/google/sheets.v4.json``) is not JSON Schema but
 converts mechanically (reference sheets-and-resend.md §5): ``$ref`` -> ``#/definitions/X``,
 ``type: any`` -> ``{}``, and every object gets ``additionalProperties: false`` so an unknown or
 misspelt field is an error, as it is for Google ("Unknown name ... Cannot find field").
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-DISCOVERY_PATH = REPO_ROOT.parent / "shared" / "contracts" / "google" / "sheets.v4.json"
+DISCOVERY_PATH = REPO_ROOT / "tests" / "contracts" / "google" / "sheets.v4.json"
 
 
 def strip_nulls(value: Any) -> Any:

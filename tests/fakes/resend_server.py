@@ -4,7 +4,7 @@ Behaves like Resend where revbot depends on it (reference/sheets-and-resend.md Â
 
 - ``Authorization: Bearer re_â€¦`` required (401 ``missing_api_key`` / 403 ``invalid_api_key``),
   a ``User-Agent`` required (403, Cloudflare's plain-text "error code: 1010");
-- request bodies validated against ``SendEmailRequest`` of ``../shared/contracts/resend/
+- request bodies validated against ``SendEmailRequest`` of ``tests/contracts/resend/
   resend.yaml``; violations are recorded in ``server.violations`` and answered 422
   ``validation_error``;
 - ``Idempotency-Key``: same key and body -> the same answer and no new message; same key,
@@ -37,7 +37,7 @@ import yaml
 from tests.fakes._http import LocalServer
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-CONTRACT = REPO_ROOT.parent / "shared" / "contracts" / "resend" / "resend.yaml"
+CONTRACT = REPO_ROOT / "tests" / "contracts" / "resend" / "resend.yaml"
 CONTRACT_URI = "urn:revbot:resend-openapi"
 
 MAX_KEY = 256
@@ -76,7 +76,7 @@ DEFAULT_MESSAGES = {
 def _validator(contract: Path) -> jsonschema.protocols.Validator:
     """A JSON Schema 2020-12 validator for ``SendEmailRequest`` (OpenAPI 3.1 schemas are one).
 
-    Cached: parsing the 220 KB contract takes most of a second, and every test starts a server.
+    Cached: every test starts a server, and the contract need only be parsed once.
     """
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     document = yaml.load(contract.read_text(encoding="utf-8"), Loader=loader)
