@@ -296,6 +296,12 @@ class Alerter:
 
     # -- internals ---------------------------------------------------------------------------
 
+    def close(self) -> None:
+        """Close the ledger connection this alerter opened itself (none if it was given one)."""
+        if self._opened is not None and self._opened is not self._ledger_or_opener:
+            self._opened.close()
+        self._opened = None
+
     def _ledger(self) -> Ledger:
         if self._opened is None:
             source = self._ledger_or_opener

@@ -85,6 +85,10 @@ def _errors(command: str | None = None) -> Iterator[None]:
             )
         _alert_failure(command, message, EXIT_FAILURE, type(e).__name__)
         _fatal(message, EXIT_FAILURE)
+    finally:
+        alerter = _state.get("alerter")
+        if alerter is not None:
+            alerter.close()
 
 
 def _disk_full(e: BaseException) -> bool:
@@ -125,12 +129,15 @@ def _settings(
     overrides: dict[str, str | None] | None = None,
     *,
     require_stripe: bool = True,
+    ignore_stripe: bool = False,
     check_dashboard: bool = False,
 ) -> Settings:
     from bot import logs
     from bot.config import resolve
 
-    settings = resolve(overrides=overrides, require_stripe=require_stripe)
+    settings = resolve(
+        overrides=overrides, require_stripe=require_stripe, ignore_stripe=ignore_stripe
+    )
     logs.setup(verbose=_state["verbose"], secrets=[s.reveal() for s in settings.secrets])
     if check_dashboard:
         # A malformed GOOGLE_SHEET_ID or credentials file is a bad setting like any other:
@@ -201,15 +208,20 @@ def _print_summary(title: str, summary: dict[str, Summary], *, counts: bool = Tr
         )
     if counts:
         table.add_row("transactions", *(str(s.transactions) for s in summary.values()))
-    Console().print(table)
+    # Into a pipe or a file (a cron log) the table keeps its natural width: rich would otherwise
+    # fit it to 80 columns, cutting names ("gross_reve…") and splitting amounts over two lines.
+    console = Console() if sys.stdout.isatty() else Console(width=10_000, no_color=True)
+    console.print(table)
 
 
-@app.command()
+@app.command(short_help="Sync yesterday (or --date) into the ledger and the dashboard.")
 def daily(
     date: Annotated[
         str | None,
         typer.Option(
-            "--date", help="Day to sync, YYYY-MM-DD (default: yesterday in REPORT_TIMEZONE)."
+            "--date",
+            metavar="YYYY-MM-DD",
+            help="Day to sync (default: yesterday in REPORT_TIMEZONE).",
         ),
     ] = None,
     dry_run: Annotated[
@@ -231,8 +243,10 @@ def daily(
             _check_past(day, settings, "--date")
         alerter = None if dry_run else _alerter(settings)
         # A dry run writes nothing, not even the lock file.
-        with nullcontext() if dry_run else exclusive(settings.data_dir, command="daily"):
-            ledger = wiring.open_ledger(settings, read_only=dry_run)
+        with (
+            nullcontext() if dry_run else exclusive(settings.data_dir, command="daily"),
+            wiring.open_ledger(settings, read_only=dry_run) as ledger,
+        ):
             ctx = wiring.make_context(settings, ledger=ledger, progress=_progress)
             if alerter is not None:
                 # Before syncing: the gap this run is about to fill is the news.
@@ -281,13 +295,21 @@ def _report_daily(out: flows.DailyOutcome, timezone: str) -> None:
         typer.echo(f"monthly report deferred: {out.deferred}")
 
 
-def _email(settings: Settings, *, required: bool) -> flows.Email | None:
-    """The investor email's settings; None when not configured and not required."""
+def _email(
+    settings: Settings, *, required: bool, to: list[str] | None = None
+) -> flows.Email | None:
+    """The investor email's settings; None when not configured and not required. With ``to``
+    (`resend --to`), INVESTOR_EMAILS is not needed."""
     from bot import flows, wiring
 
     if not required and not settings.investor_emails:
         return None
-    sender, recipients = settings.require_email()
+    if to:  # resend --to ADDR
+        sender, recipients = settings.require_email(way_out=None, need_investors=False)
+    elif to is not None:  # resend to every investor
+        sender, recipients = settings.require_email(way_out="or name recipients with --to ADDR")
+    else:
+        sender, recipients = settings.require_email()
     return flows.Email(
         sender=sender,
         recipients=recipients,
@@ -311,7 +333,7 @@ def _print_monthly(out: flows.MonthlyOutcome) -> None:
     if out.skipped_send:
         typer.echo(out.skipped_send)
     for s in out.sends:
-        typer.echo(f"email to {s.recipient}: {s.status}")
+        typer.echo(f"email to {s.recipient}: {s.describe()}")
 
 
 def _check_month(month: Month, settings: Settings) -> None:
@@ -322,10 +344,11 @@ def _check_month(month: Month, settings: Settings) -> None:
     require_closed_month(month, now=datetime.now(UTC), tz=settings.tz)
 
 
-@app.command()
+@app.command(short_help="Report a closed month: Stripe reports, reconciled, emailed once.")
 def monthly(
     month: Annotated[
-        str | None, typer.Option("--month", help="Month, YYYY-MM (default: the last closed month).")
+        str | None,
+        typer.Option("--month", metavar="YYYY-MM", help="Month (default: the last closed month)."),
     ] = None,
     no_send: Annotated[
         bool, typer.Option("--no-send", help="Do not send the investor email.")
@@ -352,8 +375,10 @@ def monthly(
             _check_month(target, settings)
         email = None if no_send else _email(settings, required=True)
         alerter = None if dry_run else _alerter(settings)
-        with nullcontext() if dry_run else exclusive(settings.data_dir, command="monthly"):
-            ledger = wiring.open_ledger(settings, read_only=dry_run)
+        with (
+            nullcontext() if dry_run else exclusive(settings.data_dir, command="monthly"),
+            wiring.open_ledger(settings, read_only=dry_run) as ledger,
+        ):
             ctx = wiring.make_context(settings, ledger=ledger, progress=_progress)
             out = flows.monthly_and_send(
                 ctx,
@@ -373,13 +398,15 @@ def monthly(
             alerter.success("monthly")
 
 
-@app.command()
+@app.command(short_help="Send a month's investor email again.")
 def resend(
-    month: Annotated[str, typer.Option("--month", help="Month, YYYY-MM.")],
+    month: Annotated[str, typer.Option("--month", metavar="YYYY-MM", help="Month.")],
     to: Annotated[
         list[str] | None,
         typer.Option(
-            "--to", help="Send only to this address (repeatable; default: every investor)."
+            "--to",
+            metavar="ADDR",
+            help="Send only to this address (repeatable; default: every investor).",
         ),
     ] = None,
 ) -> None:
@@ -394,26 +421,31 @@ def resend(
         addresses = [validate_address(a, variable="--to").lower() for a in to or []]
         settings = _settings(check_dashboard=True)
         _check_month(target, settings)
-        email = _email(settings, required=True)
+        email = _email(settings, required=True, to=addresses)
         assert email is not None
         alerter = _alerter(settings)
-        with exclusive(settings.data_dir, command="resend"):
-            ledger = wiring.open_ledger(settings)
+        with exclusive(settings.data_dir, command="resend"), wiring.open_ledger(settings) as ledger:
             ctx = wiring.make_context(settings, ledger=ledger, need_stripe=False)
             sends = flows.resend(
                 ctx, month=target, mode=settings.key_mode or "test", email=email, to=addresses
             )
         for s in sends:
-            typer.echo(f"email {target} to {s.recipient} (generation {s.generation}): {s.status}")
+            typer.echo(
+                f"email {target} to {s.recipient} (generation {s.generation}): {s.describe()}"
+            )
         alerter.success("resend")
 
 
-@app.command()
+@app.command(short_help="Render a month's investor email to an HTML file.")
 def preview(
-    month: Annotated[str, typer.Option("--month", help="Month, YYYY-MM.")],
+    month: Annotated[str, typer.Option("--month", metavar="YYYY-MM", help="Month.")],
     out: Annotated[
         str | None,
-        typer.Option("--out", help="HTML file to write (default: DATA_DIR/preview-YYYY-MM.html)."),
+        typer.Option(
+            "--out",
+            metavar="FILE",
+            help="HTML file to write (default: DATA_DIR/preview-YYYY-MM.html).",
+        ),
     ] = None,
 ) -> None:
     """Render a month's investor email to an HTML file, without sending anything."""
@@ -426,14 +458,16 @@ def preview(
 
         target = Month.parse(month)
         settings = _settings(require_stripe=False)
-        ledger = wiring.open_ledger(settings, read_only=True)
-        report = mailing.build_report(
-            ledger,
-            month=target,
-            timezone=settings.timezone,
-            mode=settings.key_mode or "test",
-            company=settings.company_name,
-        )
+        # An open month has no report to preview; the message names the latest one that has.
+        _check_month(target, settings)
+        with wiring.open_ledger(settings, read_only=True) as ledger:
+            report = mailing.build_report(
+                ledger,
+                month=target,
+                timezone=settings.timezone,
+                mode=settings.key_mode or "test",
+                company=settings.company_name,
+            )
         rendered = render(report)
         path = Path(out) if out else settings.data_dir / f"preview-{target}.html"
         try:
@@ -445,20 +479,26 @@ def preview(
         typer.echo(f"wrote {path}")
 
 
-@app.command()
+@app.command(short_help="Fill the ledger and the dashboard for a range of days.")
 def backfill(
-    since: Annotated[str, typer.Option("--since", help="First day, YYYY-MM-DD (inclusive).")],
+    since: Annotated[
+        str, typer.Option("--since", metavar="YYYY-MM-DD", help="First day (inclusive).")
+    ],
     until: Annotated[
         str | None,
-        typer.Option("--until", help="Last day, YYYY-MM-DD (inclusive; default yesterday)."),
+        typer.Option(
+            "--until", metavar="YYYY-MM-DD", help="Last day (inclusive; default yesterday)."
+        ),
     ] = None,
     workers: Annotated[
-        int, typer.Option("--workers", min=1, max=32, help="Concurrent Stripe workers.")
+        int,
+        typer.Option("--workers", min=1, max=32, metavar="N", help="Concurrent Stripe workers."),
     ] = 8,
     via: Annotated[
         str,
         typer.Option(
             "--via",
+            metavar="api|report",
             help="api: list balance transactions concurrently; report: one itemized report "
             "run for the range, streamed into the ledger (for very large ranges).",
         ),
@@ -495,8 +535,10 @@ def backfill(
             if sys.stderr.isatty()
             else backfill_mod.LogReporter(lambda line: typer.echo(line, err=True), every=5.0)
         )
-        with exclusive(settings.data_dir, command="backfill"):
-            ledger = wiring.open_ledger(settings)
+        with (
+            exclusive(settings.data_dir, command="backfill"),
+            wiring.open_ledger(settings) as ledger,
+        ):
             ctx = wiring.make_context(settings, ledger=ledger, progress=_progress)
             result = backfill_mod.backfill(
                 ctx,
@@ -520,7 +562,7 @@ def backfill(
         typer.echo(f"dashboard: {result.dashboard}")
 
 
-@app.command()
+@app.command(short_help="Check each configured service and say how to fix it.")
 def doctor() -> None:
     """Check each configured service; say what is wrong and how to fix it."""
     with _errors():
@@ -538,7 +580,7 @@ def doctor() -> None:
         typer.echo("all checks passed")
 
 
-@app.command()
+@app.command(short_help="Last synced day, gaps, reports and emails, from the ledger.")
 def status(
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ) -> None:
@@ -549,41 +591,57 @@ def status(
         from bot import status as status_mod
         from bot import wiring
 
-        settings = _settings(require_stripe=False)
+        settings = _settings(require_stripe=False, ignore_stripe=True)
         if not (settings.data_dir / "state.sqlite").exists():
             _fatal(
                 f"no ledger at {settings.data_dir / 'state.sqlite'} yet; run `revbot daily` or "
                 "`revbot backfill --since YYYY-MM-DD` first",
                 EXIT_FAILURE,
             )
-        ledger = wiring.open_ledger(settings)
-        report = status_mod.collect(ledger, settings.timezone)
+        with wiring.open_ledger(settings) as ledger:
+            report = status_mod.collect(ledger, settings.timezone)
         if json_out:
             typer.echo(json.dumps(report, indent=2, sort_keys=True))
         else:
             typer.echo(status_mod.render_text(report))
 
 
-@app.command()
+@app.command(short_help="Run everything against the built-in sandbox account.")
 def demo(
     days: Annotated[
-        int, typer.Option("--days", min=7, max=400, help="Days of sandbox history.")
+        int, typer.Option("--days", min=7, max=400, metavar="N", help="Days of sandbox history.")
     ] = 90,
+    data_dir: Annotated[
+        str,
+        typer.Option(
+            "--data-dir",
+            metavar="DIR",
+            help="Where the demo's ledger, workbook and outbox go (never DATA_DIR: the demo "
+            "keeps out of a real ledger).",
+        ),
+    ] = "revbot-demo-data",
 ) -> None:
-    """Run backfill and daily against the built-in sandbox into DATA_DIR, and say where to look."""
+    """Run backfill, daily and monthly against the built-in sandbox account, into its own
+    folder (revbot-demo-data), and say where to look."""
     with _errors():
         from bot import demo as demo_mod
 
         settings = _settings(
-            {"STRIPE_SECRET_KEY": demo_mod.DEMO_KEY, "STRIPE_MODE": "test"}, require_stripe=True
+            {
+                "STRIPE_SECRET_KEY": demo_mod.DEMO_KEY,
+                "STRIPE_MODE": "test",
+                "DATA_DIR": data_dir,
+                "COMPANY_NAME": demo_mod.DEMO_COMPANY,
+            },
+            require_stripe=True,
         )
-        demo_mod.run(settings, days=days, echo=typer.echo)
+        demo_mod.run(settings, days=days, echo=typer.echo, shown_dir=data_dir)
 
 
-@sandbox_app.command("serve")
+@sandbox_app.command("serve", short_help="Serve the sandbox account on 127.0.0.1.")
 def sandbox_serve(
     port: Annotated[
-        int, typer.Option("--port", min=0, max=65535, help="Port on 127.0.0.1.")
+        int, typer.Option("--port", min=0, max=65535, metavar="PORT", help="Port on 127.0.0.1.")
     ] = 12111,
 ) -> None:
     """Serve the built-in Stripe-compatible sandbox account on 127.0.0.1 until Ctrl-C."""

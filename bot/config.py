@@ -120,17 +120,20 @@ class Settings:
             return None
         return self.stripe_key.reveal().split("_")[1]
 
-    def require_email(self) -> tuple[str, tuple[str, ...]]:
-        """(sender, investors) for commands that send the investor email."""
-        if not self.investor_emails:
+    def require_email(
+        self, *, way_out: str | None = "or use --no-send", need_investors: bool = True
+    ) -> tuple[str, tuple[str, ...]]:
+        """(sender, investors) for commands that send the investor email. ``way_out`` is the
+        command's own alternative to setting the variable, named in the message."""
+        hint = f" ({way_out})" if way_out else ""
+        if need_investors and not self.investor_emails:
             raise ConfigError(
-                "INVESTOR_EMAILS is not set; list the investors' addresses, comma-separated "
-                "(or use --no-send)"
+                f"INVESTOR_EMAILS is not set; list the investors' addresses, comma-separated{hint}"
             )
         if not self.email_from:
             raise ConfigError(
                 "EMAIL_FROM is not set; set it to the sender, e.g. "
-                "'Acme Finance <finance@acme.com>' (or use --no-send)"
+                f"'Acme Finance <finance@acme.com>'{hint}"
             )
         return self.email_from, self.investor_emails
 
@@ -178,6 +181,7 @@ def resolve(
     cwd: Path | None = None,
     overrides: Mapping[str, str | None] | None = None,
     require_stripe: bool = True,
+    ignore_stripe: bool = False,
 ) -> Settings:
     """Build and validate :class:`Settings`. ``overrides`` are CLI flags by variable name."""
     cwd = cwd or Path.cwd()
@@ -200,11 +204,12 @@ def resolve(
             raise ConfigError(f"STRIPE_MODE{shown} must be 'live' or 'test' (or unset)")
 
     stripe_key: Secret | None = None
-    raw_key = src.get("STRIPE_SECRET_KEY")
+    # A command that reads only the ledger (status) neither needs nor checks a key.
+    raw_key = None if ignore_stripe else src.get("STRIPE_SECRET_KEY")
     if raw_key is not None:
         stripe_key = _check_key(raw_key, mode)
         secrets.append(stripe_key)
-    elif require_stripe:
+    elif require_stripe and not ignore_stripe:
         raise ConfigError(
             "STRIPE_SECRET_KEY is not set; put a secret (sk_) or restricted (rk_) key in the "
             "environment or in .env (try `revbot demo` to see revbot without one)"

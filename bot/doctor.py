@@ -8,6 +8,7 @@ import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from bot.config import Settings
@@ -29,6 +30,14 @@ class Check:
         return f"{text} -> {self.fix}" if self.fix else text
 
 
+# Where a key comes from, for someone who has never made one.
+KEY_FIX = (
+    "in the Stripe Dashboard (https://dashboard.stripe.com/apikeys), Developers > API keys > "
+    "Create restricted key, with read access to Balance, Report runs and Files; put it in "
+    "STRIPE_SECRET_KEY (environment or .env)"
+)
+
+
 def _probe(name: str, fn: Callable[[], str], fix: str, *, unreachable: str = "") -> Check:
     """``fix`` for a refusal; ``unreachable`` (when given) for a service that did not answer:
     no permission fixes a network that is down."""
@@ -47,7 +56,7 @@ def stripe_checks(settings: Settings, source: Any) -> Iterator[Check]:
             "Stripe key",
             "fail",
             "STRIPE_SECRET_KEY is not set",
-            "create a restricted key (Balance, Report runs, Files: read) and set it",
+            KEY_FIX,
         )
         return
     mode = settings.key_mode
@@ -79,7 +88,13 @@ def stripe_checks(settings: Settings, source: Any) -> Iterator[Check]:
 
     def report_types() -> str:
         rt = source.report_type("balance_change_from_activity.summary.1")
-        return f"report types readable (data available until {rt.get('data_available_end')})"
+        end = rt.get("data_available_end")
+        until = (
+            datetime.fromtimestamp(end, UTC).strftime("%Y-%m-%d %H:%M UTC")
+            if isinstance(end, int)
+            else "not yet"
+        )
+        return f"report types readable (data available until {until})"
 
     def files() -> str:
         try:
@@ -226,6 +241,70 @@ def run(settings: Settings, source: Any) -> list[Check]:
     checks += list(stripe_checks(settings, source))
     checks += list(sheet_checks(settings))
     checks += list(email_checks(settings))
-    if settings.slack_webhook_url:
-        checks.append(Check("Slack", "ok", "SLACK_WEBHOOK_URL set (alerts and daily summary)"))
+    checks += list(alert_checks(settings))
     return checks
+
+
+def alert_checks(settings: Settings) -> Iterator[Check]:
+    """The alert channels, tried for real: a message on the Slack webhook, the e-mail setup."""
+    if settings.slack_webhook_url:
+        from bot import slack
+
+        try:
+            response = slack.post(
+                settings.slack_webhook_url.reveal(),
+                "revbot doctor: this webhook works; revbot's alerts and daily summary come here.",
+                sleep=lambda _: None,
+            )
+        except Exception as e:  # slack_sdk's own errors: nothing of ours to convert
+            yield Check(
+                "Slack",
+                "fail",
+                f"SLACK_WEBHOOK_URL cannot be reached ({type(e).__name__})",
+                "check the network, or create a new incoming webhook and set SLACK_WEBHOOK_URL",
+            )
+        else:
+            if response.status_code == 200:
+                yield Check("Slack", "ok", "test message posted to SLACK_WEBHOOK_URL")
+            else:
+                yield Check(
+                    "Slack",
+                    "fail",
+                    f"SLACK_WEBHOOK_URL answered HTTP {response.status_code}",
+                    "the webhook was revoked or mistyped: create a new incoming webhook in Slack "
+                    "and set SLACK_WEBHOOK_URL",
+                )
+    if not settings.alert_emails:
+        return
+    if not settings.email_from:
+        yield Check(
+            "alert e-mail",
+            "fail",
+            f"ALERT_EMAILS names {len(settings.alert_emails)} founder(s) but EMAIL_FROM is not set",
+            "set EMAIL_FROM, e.g. 'Acme Finance <finance@acme.com>': alerts are sent from it",
+        )
+    elif settings.resend_api_key is None:
+        yield Check(
+            "alert e-mail",
+            "warn",
+            f"RESEND_API_KEY is not set: alerts are written to {settings.data_dir / 'outbox'}, "
+            "where nobody will see them",
+            "set RESEND_API_KEY so that alerts reach ALERT_EMAILS",
+        )
+    else:
+        from bot.mail.resend_sender import ResendMailer
+
+        mailer = ResendMailer(
+            api_key=settings.resend_api_key.reveal(),
+            api_url=settings.resend_api_url,
+            max_attempts=1,
+        )
+        try:
+            mailer.domains()
+        except RevbotError as e:
+            yield Check("alert e-mail", "fail", str(e), "set a working RESEND_API_KEY")
+            return
+        count = len(settings.alert_emails)
+        yield Check(
+            "alert e-mail", "ok", f"{count} founder(s), through Resend as {settings.email_from}"
+        )

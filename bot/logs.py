@@ -19,6 +19,10 @@ _PATTERNS = [
 ]
 
 
+# The most characters of one log message that are shown.
+MAX_LINE = 400
+
+
 class Redactor:
     """Replaces configured secrets, and anything shaped like one, with a mask."""
 
@@ -44,7 +48,12 @@ REDACT = Redactor()
 
 class RedactingFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = escaped(REDACT(record.getMessage()))
+        text = record.getMessage()
+        if len(text) > MAX_LINE:
+            # -v shows requests and statuses; a whole response body (a page of 100 balance
+            # transactions, a report file) would bury them.
+            text = f"{text[:MAX_LINE]}… ({len(text) - MAX_LINE:,} more characters)"
+        record.msg = escaped(REDACT(text))
         record.args = None
         if record.exc_info:
             # Tracebacks are formatted later; render now so the text can be redacted.

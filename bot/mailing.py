@@ -94,8 +94,17 @@ def build_report(
 class SendOutcome:
     recipient: str
     generation: int
-    status: str  # sent | already-sent | uncertain | outbox
+    status: str  # sent | already-sent | uncertain
     provider_id: str | None = None
+
+    def describe(self) -> str:
+        """What happened, in words: an email written to the outbox was not sent anywhere."""
+        outbox = (self.provider_id or "").startswith("outbox:")
+        if self.status == "sent":
+            return "written to the outbox" if outbox else "sent"
+        if self.status == "already-sent":
+            return "already in the outbox" if outbox else "already sent"
+        return "uncertain: an earlier attempt may have gone out; check, then `revbot resend`"
 
 
 def send_month(

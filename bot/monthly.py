@@ -249,6 +249,14 @@ def monthly(
     report_movements = reports.activity_movements(activity_path)
     balances = reports.balances(balance_path)
     report_totals = by_category(report_movements)
+    if not dry_run:
+        # Days of the month never synced (a new ledger's first run, a daily that started
+        # mid-month): fetched first, so that only a real difference is reported as one.
+        synced = ctx.ledger.synced_days(ctx.tz_name)
+        missing = [d for d in iter_days(target.first_day, target.last_day) if d not in synced]
+        if missing:
+            ctx.progress(f"{label}: fetching {len(missing)} day(s) not synced yet")
+            sync_days(ctx, missing, dry_run=False)
     mismatches = compare(report_totals, by_category(ledger_movements(ctx, target)))
     if mismatches and not dry_run:
         log.warning("%s: the ledger differs from Stripe's report; re-syncing the month", label)

@@ -155,7 +155,7 @@ class StripeSource:
                 self.bucket.penalize(delay)
                 waited += delay
             except stripe.StripeError as e:
-                raise _convert(e, what, self._key) from None
+                raise _convert(e, what, self._key, self.api_base) from None
 
     # -- balance transactions -------------------------------------------------------------
 
@@ -274,7 +274,8 @@ class StripeSource:
             except requests.RequestException as e:
                 if attempt == attempts:
                     raise TemporaryError(
-                        f"cannot reach Stripe while {what} ({type(e).__name__}); try again later"
+                        f"cannot reach Stripe at {url.split('/v1/')[0]} while {what} "
+                        f"({type(e).__name__}); try again later"
                     ) from None
                 self._sleep(min(30.0, 0.5 * 2**attempt))
                 continue
@@ -349,7 +350,7 @@ def _retry_after(e: Exception) -> float | None:
         return None
 
 
-def _convert(e: Exception, what: str, key: Secret) -> RevbotError:
+def _convert(e: Exception, what: str, key: Secret, api_base: str | None = None) -> RevbotError:
     import stripe
 
     status = getattr(e, "http_status", None)
@@ -365,7 +366,10 @@ def _convert(e: Exception, what: str, key: Secret) -> RevbotError:
         )
     if isinstance(e, stripe.APIConnectionError):
         return TemporaryError(
-            f"cannot reach Stripe while {what} ({type(e).__name__}); try again later"
+            f"cannot reach Stripe at {api_base or 'https://api.stripe.com'} while {what} "
+            f"({type(e).__name__}); check the network"
+            + (" and STRIPE_API_BASE" if api_base else "")
+            + ", or try again later"
         )
     if isinstance(e, stripe.APIError) and (status is None or status >= 500):
         if status is None:

@@ -189,7 +189,9 @@ def test_stripe_html_error_page_is_temporary(stripe_cli: Cli, sandbox, sandbox_a
 def test_stripe_connection_reset(stripe_cli: Cli, sandbox, sandbox_account, times: int) -> None:  # type: ignore[no-untyped-def]
     sandbox.inject(BT, reset=True, times=times)
     if times == 3:
-        daily_fails(stripe_cli, 75, "cannot reach Stripe while listing balance transactions")
+        daily_fails(
+            stripe_cli, 75, f"cannot reach Stripe at {sandbox.url} while listing balance transactions"
+        )
     daily_ok(stripe_cli, sandbox_account)
 
 
@@ -220,7 +222,10 @@ def test_stripe_slower_than_the_timeout(
                 )
             e = caught.value
             assert e.exit_code == 75 and "\n" not in str(e)
-            assert str(e).startswith("cannot reach Stripe while listing balance transactions")
+            # The URL it tried, so a mistyped STRIPE_API_BASE shows itself.
+            assert str(e).startswith(
+                f"cannot reach Stripe at {sandbox.url} while listing balance transactions"
+            )
             assert synced_days(data) == set()
     finally:
         ledger.close()

@@ -34,7 +34,9 @@ from bot.sandbox.reports import REPORT_TYPES, ReportType, RunParameters, csv_chu
 logger = logging.getLogger(__name__)
 
 API_VERSION = "2020-08-27"  # the version of the spec the responses are checked against
-SANDBOX_KEY = "sk_test_sandbox"
+# A test-mode key in the shape revbot accepts; the sandbox takes any test key, and this one
+# reaches no real account.
+SANDBOX_KEY = "sk_test_revbotsandbox0000"
 _DAY = 86_400
 _FILE_TTL = 365 * _DAY  # fixtures show expires_at = created + 1 year (reference/stripe.md §1.4)
 _KEY_PREFIXES = ("sk_live_", "sk_test_", "rk_live_", "rk_test_", "pk_live_", "pk_test_")
