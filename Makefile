@@ -1,37 +1,84 @@
 # One entry point. Every target creates .venv and installs what it needs, so a fresh clone
 # needs nothing but Python 3.11+ and make.
+#
+# Installs are reproducible: uv (pinned below, installed into .venv with pip) installs exactly
+# the versions and hashes recorded in uv.lock, and refuses to start when pyproject.toml no
+# longer matches the lock (run `make lock` then). What each target installs:
+#   make install / demo / daily / bench   revbot and its runtime dependencies only
+#   make test                             + the test extra (pytest, hypothesis, ...)
+#   make lint                             + the dev extra (ruff, mypy, stubs)
+#   make dev                              all of the above at once
+# Installs only ever add to .venv (--inexact), so `make test` after `make lint` keeps both;
+# `make clean` and a new `make ...` start from exactly the lock again.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+UV_VERSION := 0.13.9
+UV_STAMP := $(VENV)/.uv-$(UV_VERSION)
+# uv's project environment is this checkout's .venv whatever VIRTUAL_ENV says.
+UV := UV_PROJECT_ENVIRONMENT=$(abspath $(VENV)) $(BIN)/uv
+SYNC := $(UV) sync -q --locked --inexact
+LOWEST := .venv-lowest
 
-.PHONY: install test lint bench demo daily cron clean
+.PHONY: install dev test test-lowest lint bench demo daily lock lock-upgrade cron clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
 
-$(STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/python -m pip install -q -e '.[test,dev]'
-	touch $(STAMP)
+$(UV_STAMP): $(BIN)/python
+	$(BIN)/python -m pip install -q --disable-pip-version-check uv==$(UV_VERSION)
+	rm -f $(VENV)/.uv-*
+	touch $@
 
-install: $(STAMP)
+# One stamp per set of extras, remade when pyproject.toml or uv.lock changes.
+$(VENV)/.installed-runtime: $(UV_STAMP) pyproject.toml uv.lock
+	$(SYNC)
+	touch $@
 
-test: $(STAMP)
+$(VENV)/.installed-test: $(UV_STAMP) pyproject.toml uv.lock
+	$(SYNC) --extra test
+	touch $@
+
+$(VENV)/.installed-dev: $(UV_STAMP) pyproject.toml uv.lock
+	$(SYNC) --extra dev
+	touch $@
+
+install: $(VENV)/.installed-runtime
+
+dev: $(VENV)/.installed-runtime $(VENV)/.installed-test $(VENV)/.installed-dev
+
+test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest
 
-lint: $(STAMP)
-	$(BIN)/ruff check bot tests bench
+# The suite against the lowest versions pyproject.toml allows for every direct dependency, in
+# a venv of its own (the lock plays no part): proves the lower bounds are true.
+test-lowest: $(UV_STAMP)
+	rm -rf $(LOWEST)
+	$(BIN)/uv venv -q --python $(PY) $(LOWEST)
+	$(BIN)/uv pip install -q --python $(LOWEST)/bin/python --resolution lowest-direct -e '.[test]'
+	$(LOWEST)/bin/python -m pytest -p no:cacheprovider
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check bot tests bench scripts
+	$(BIN)/ruff format --check bot tests bench scripts
 	$(BIN)/mypy bot
 
-bench: $(STAMP)
+bench: $(VENV)/.installed-runtime
 	$(BIN)/python -m bench
 
-demo: $(STAMP)
+demo: $(VENV)/.installed-runtime
 	$(BIN)/revbot demo
 
-daily: $(STAMP)
+daily: $(VENV)/.installed-runtime
 	$(BIN)/revbot daily
+
+# After editing the dependencies in pyproject.toml: re-resolve uv.lock, keeping every other
+# pinned version. `make lock-upgrade` moves every pin to the newest version allowed instead.
+lock: $(UV_STAMP)
+	$(UV) lock
+
+lock-upgrade: $(UV_STAMP)
+	$(UV) lock --upgrade
 
 # The crontab line for this checkout; add it with `crontab -e`. Paths are absolute because cron
 # starts in $HOME with a bare PATH; the log goes to DATA_DIR as revbot itself resolves it
@@ -41,4 +88,4 @@ cron:
 	@$(BIN)/python -c 'import shlex, sys; from pathlib import Path; from bot.config import resolve; sys.excepthook = lambda t, e, tb: sys.exit(f"make cron: {e}"); d = resolve(require_stripe=False).data_dir; log = d / "daily.log"; q = lambda p: shlex.quote(str(p)).replace("%", "\\%"); print(f"15 6 * * * cd {q(Path.cwd())} && mkdir -p {q(d)} && {q(sys.argv[1])} daily >> {q(log)} 2>&1")' '$(abspath $(BIN))/revbot'
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(LOWEST) .pytest_cache .mypy_cache .ruff_cache

@@ -29,7 +29,7 @@ def _rss_mb(who: int) -> float:
 def revbot(csv_path: Path, data: Path) -> dict[str, float]:
     import datetime as dt
 
-    from bot.ingest import ingest_itemized
+    from bot.jobs.ingest import ingest_itemized
     from bot.ledger import Ledger
 
     ledger = Ledger.open(data / "state.sqlite")

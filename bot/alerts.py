@@ -1,6 +1,6 @@
 """Tell the founders when revbot fails or goes silent, and post the daily summary to Slack.
 
-A cron job that fails quietly is worse than none (issue 8). Alerts go to Slack through
+A cron job that fails quietly is worse than none. Alerts go to Slack through
 ``SLACK_WEBHOOK_URL`` (slack_sdk's :class:`~slack_sdk.webhook.WebhookClient`) and/or by e-mail
 to each of ``ALERT_EMAILS`` through the same :class:`~bot.mail.senders.Mailer` implementations
 as the investor email.
@@ -134,11 +134,13 @@ def _default_mailer(settings: Settings) -> Mailer:
     if settings.resend_api_key:
         from bot.mail.resend_sender import ResendMailer
 
-        # Fewer attempts than the investor email: an alert must not keep a failing run busy.
+        # Fewer attempts and less waiting than the investor email (the same retry policy,
+        # bot.retry): an alert must not keep a failing run busy.
         return ResendMailer(
             api_key=settings.resend_api_key.reveal(),
             api_url=settings.resend_api_url,
             max_attempts=3,
+            max_wait=30.0,
             timeout=15,
         )
     from bot.mail.outbox import OutboxMailer

@@ -1,4 +1,4 @@
-"""Settings, resolved once: CLI flag > environment > ``.env`` file > default (PRODUCT.md §3).
+"""Settings, resolved once: CLI flag > environment > ``.env`` file > default.
 
 Everything is validated here, before any I/O, so a bad setting ends the command with exit 78
 and one line before anything is read from Stripe or written anywhere.
@@ -65,7 +65,7 @@ def read_dotenv(path: Path) -> dict[str, str]:
     except FileNotFoundError:
         return {}
     except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"cannot read {path}: {e.__class__.__name__}; fix or remove it") from None
+        raise ConfigError(f"cannot read {path}: {e.__class__.__name__}; fix or remove it") from e
     for binding in parse_stream(io.StringIO(text)):
         if binding.error:
             n = binding.original.line

@@ -10,10 +10,13 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from bot import backfill as backfill_mod
-from bot import flows, jobs, wiring
+from bot import wiring
 from bot.config import Settings
 from bot.errors import ConfigError, RevbotError
+from bot.jobs.backfill import backfill
+from bot.jobs.daily import daily as daily_job
+from bot.jobs.investor_email import Email
+from bot.jobs.monthly import monthly_and_send
 from bot.ledger import Ledger
 from bot.lock import exclusive
 from bot.mail.outbox import OutboxMailer
@@ -24,6 +27,12 @@ DEMO_KEY = "sk_test_revbotdemo0000000000"
 DEMO_COMPANY = "Demo Company (sandbox)"
 # Written into the ledgers the demo creates: the only ones it will ever write into.
 DEMO_MARK = "created_by_demo"
+
+
+def overrides(data_dir: str) -> dict[str, str | None]:
+    """The settings the demo forces: the sandbox's key, test mode, its own folder and name."""
+    return {"STRIPE_SECRET_KEY": DEMO_KEY, "STRIPE_MODE": "test", "DATA_DIR": data_dir,
+            "COMPANY_NAME": DEMO_COMPANY}  # fmt: skip
 
 
 def check_folder(data_dir: Path) -> None:
@@ -78,15 +87,15 @@ def run(
             ledger.set_meta(conn, DEMO_MARK, "yes")
         ctx = wiring.make_context(demo_settings, ledger=ledger, now=now)
         since = today - timedelta(days=days)
-        result = backfill_mod.backfill(ctx, since=since)
+        result = backfill(ctx, since=since)
         echo(f"backfill {result.since} … {result.until}: {result.fetched} transactions")
-        daily = jobs.daily(ctx)
+        daily = daily_job(ctx)
         echo(f"daily {daily.day}: {daily.fetched} transactions re-read")
         # Every month the history covers gets its report, so the Monthly tab has a trend; the
         # last one's investor email goes to the outbox (never to a real address).
         month = Month.of(since).next()
         last = last_closed_month(now, settings.tz)
-        email = flows.Email(
+        email = Email(
             sender="Demo Finance <finance@demo.example>",
             recipients=("investor@demo.example",),
             mailer=OutboxMailer(outbox_dir=demo_settings.data_dir / "outbox"),
@@ -94,7 +103,7 @@ def run(
             allow_test_data=True,
         )
         while month <= last:
-            out = flows.monthly_and_send(
+            out = monthly_and_send(
                 ctx,
                 month=month,
                 archive_dir=demo_settings.data_dir / "archive",

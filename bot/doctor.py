@@ -9,10 +9,11 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Literal
 
 from bot.config import Settings
 from bot.errors import RevbotError, TemporaryError
+from bot.stripe_port import StripePort
 
 Status = Literal["ok", "warn", "fail", "skip"]
 
@@ -49,9 +50,9 @@ def _probe(name: str, fn: Callable[[], str], fix: str, *, unreachable: str = "")
         return Check(name, "fail", str(e), fix)
 
 
-def stripe_checks(settings: Settings, source: Any) -> Iterator[Check]:
+def stripe_checks(settings: Settings, source: StripePort | None) -> Iterator[Check]:
     key = settings.stripe_key
-    if key is None:
+    if key is None or source is None:
         yield Check(
             "Stripe key",
             "fail",
@@ -83,7 +84,7 @@ def stripe_checks(settings: Settings, source: Any) -> Iterator[Check]:
     from bot.periods import Interval
 
     def balance() -> str:
-        page: list[Any] = next(iter(source.iter_pages(Interval(0, 2**31 - 1))), [])
+        page = next(iter(source.iter_pages(Interval(0, 2**31 - 1))), [])
         return f"balance transactions readable ({'some' if page else 'none yet'})"
 
     def report_types() -> str:
@@ -97,14 +98,7 @@ def stripe_checks(settings: Settings, source: Any) -> Iterator[Check]:
         return f"report types readable (data available until {until})"
 
     def files() -> str:
-        try:
-            source.call(
-                "reading a file", lambda: source.client.v1.files.retrieve("file_revbotdoctor")
-            )
-        except RevbotError as e:
-            # A missing file is the expected answer: it proves the permission without a file.
-            if "HTTP 404" not in str(e):
-                raise
+        source.check_files_access()
         return "files readable"
 
     perm_fix = "give the restricted key read access to Balance, Report runs and Files"
@@ -236,7 +230,7 @@ def data_dir_check(settings: Settings) -> Check:
     return Check("DATA_DIR", "ok", f"{d} writable")
 
 
-def run(settings: Settings, source: Any) -> list[Check]:
+def run(settings: Settings, source: StripePort | None) -> list[Check]:
     checks = [data_dir_check(settings)]
     checks += list(stripe_checks(settings, source))
     checks += list(sheet_checks(settings))

@@ -1,4 +1,4 @@
-"""The tool's own errors. Each carries the exit code of PRODUCT.md §4; ``cli`` maps them."""
+"""The tool's own errors. Each carries its exit code; ``bot.exits`` maps them (docs/design.md)."""
 
 from __future__ import annotations
 
@@ -37,3 +37,13 @@ class ServiceError(RevbotError):
     """A remote service refused or failed in a way a human must look at."""
 
     exit_code = EXIT_FAILURE
+
+
+def disk_full(e: BaseException) -> bool:
+    """Whether ``e`` says the disk (or the user's quota) is full, from the OS or SQLite."""
+    import errno
+    import sqlite3
+
+    if isinstance(e, OSError):
+        return e.errno in (errno.ENOSPC, errno.EDQUOT)
+    return isinstance(e, sqlite3.OperationalError) and "disk is full" in str(e)

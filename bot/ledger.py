@@ -1,4 +1,4 @@
-"""The SQLite ledger at ``DATA_DIR/state.sqlite``: the local source of truth (PRODUCT.md §2).
+"""The SQLite ledger at ``DATA_DIR/state.sqlite``: the local source of truth.
 
 All SQL lives here. Every write happens inside :meth:`Ledger.transaction`, so a crash leaves
 either the old or the new state (SQLite's journal makes the commit atomic).
@@ -485,7 +485,7 @@ class Ledger:
                 f"{path} is not a readable revbot ledger ({e}); move it aside and restore a "
                 "backup, or move it aside and run `revbot backfill` to rebuild it "
                 "(the send history would be lost)"
-            ) from None
+            ) from e
         return cls(conn, path)
 
     def close(self) -> None:
@@ -785,7 +785,7 @@ class Ledger:
                 (_now(), prefix + "%"),
             )
 
-    # -- backfill: slices that grow, and the itemized report's bulk path (issue 6) ---------
+    # -- backfill: slices that grow, and the itemized report's bulk path ---------
 
     def replace_slice(
         self,

@@ -30,16 +30,16 @@ def exclusive(data_dir: Path, *, command: str) -> Iterator[None]:
         raise ConfigError(
             f"DATA_DIR {data_dir} is not writable ({e.strerror}); point DATA_DIR at a folder "
             "revbot may write to"
-        ) from None
+        ) from e
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        except BlockingIOError as e:
             holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another revbot"
             raise TemporaryError(
                 f"{holder} is running on {data_dir}; this {command} did nothing, try again "
                 "when it has finished"
-            ) from None
+            ) from e
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"revbot {command} (pid {os.getpid()})".encode(), 0)
         with run_ceiling(command):

@@ -1,4 +1,4 @@
-"""Currency exponents and exact conversions between minor and major units (PRODUCT.md §5).
+"""Currency exponents and exact conversions between minor and major units.
 
 Pure: no I/O. Money is an ``int`` of minor units of one currency, or a ``Decimal`` of major
 units; never a float.
@@ -9,7 +9,7 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 
 # Stripe's zero-decimal currencies (docs: currencies). UGX is deliberately absent: Stripe
-# keeps two decimals for ISK and UGX for backward compatibility (reference/stripe.md §6).
+# keeps two decimals for ISK and UGX for backward compatibility.
 ZERO_DECIMAL: frozenset[str] = frozenset(
     {
         "bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga",

@@ -1,4 +1,4 @@
-"""Days and months in a time zone -> half-open unix intervals (PRODUCT.md §5). Pure.
+"""Days and months in a time zone -> half-open unix intervals. Pure.
 
 A local day is ``[00:00, next day's 00:00)`` in the zone, so a DST day is 23 or 25 hours long.
 Nothing here reads the clock: callers pass ``now``.
@@ -125,6 +125,15 @@ def parse_date(text: str, *, flag: str = "--date") -> date:
             f"{flag} {text} is before Stripe existed; use a day from {EARLIEST} on, e.g. 2026-10-31"
         )
     return day
+
+
+def parse_range(since: str, until: str | None) -> tuple[date, date | None]:
+    """``--since`` and ``--until`` (inclusive; None when not given), in order."""
+    first = parse_date(since, flag="--since")
+    last = parse_date(until, flag="--until") if until else None
+    if last is not None and last < first:
+        raise UsageError(f"--until {last} is before --since {first}; swap them")
+    return first, last
 
 
 def local_today(now: datetime, tz: tzinfo) -> date:

@@ -1,4 +1,4 @@
-"""Balance transactions or report rows -> P&L lines (PRODUCT.md §5). Pure.
+"""Balance transactions or report rows -> P&L lines. Pure.
 
 All amounts are ``int`` minor units of one currency. Figures of different currencies are kept
 apart by keying every total on its currency.
@@ -6,8 +6,10 @@ apart by keying every total on its currency.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
+from decimal import Decimal
+from typing import Any
 
 REVENUE = frozenset({"charge"})
 REFUNDS = frozenset({"refund", "refund_failure", "partial_capture_reversal"})
@@ -28,7 +30,7 @@ LINE_NAMES: tuple[str, ...] = (
 
 
 def is_activity(category: str) -> bool:
-    """Activity is what changes the P&L: everything but balance movements (PRODUCT.md §5)."""
+    """Activity is what changes the P&L: everything but balance movements."""
     return category not in NOT_ACTIVITY and not category.endswith("reserved_funds")
 
 
@@ -156,7 +158,7 @@ def summarize(movements: Iterable[Movement]) -> dict[str, Summary]:
 
 @dataclass(frozen=True, slots=True)
 class CategoryTotal:
-    """Per (currency, category) count and sums, the unit of reconciliation (PRODUCT.md §7.3)."""
+    """Per (currency, category) count and sums, the unit of reconciliation."""
 
     currency: str
     reporting_category: str
@@ -191,3 +193,47 @@ __all__ = [
     "is_activity",
     "summarize",
 ]
+
+
+# -- what the monthly job saves and the email shows ------------------------------------------
+
+
+@dataclass(frozen=True)
+class CurrencyFigures:
+    currency: str
+    lines: PnlLines
+    starting_balance: int | None
+    ending_balance: int | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "lines": {k: v for k, v in self.lines.as_dict().items() if k != "net_revenue"},
+            "starting_balance": self.starting_balance,
+            "ending_balance": self.ending_balance,
+        }
+
+    @classmethod
+    def from_json(cls, currency: str, data: Mapping[str, Any]) -> CurrencyFigures:
+        return cls(
+            currency=currency,
+            lines=PnlLines(**data["lines"]),
+            starting_balance=data.get("starting_balance"),
+            ending_balance=data.get("ending_balance"),
+        )
+
+
+def mom_pct(current: int, previous: int | None) -> Decimal | None:
+    """Change against the previous month in percent, or ``None`` when it is undefined.
+
+    Divides by ``abs(previous)`` so that the sign always says "up" or "down", also when the
+    previous month was negative.
+    """
+    if previous is None or previous == 0:
+        return None
+    return (Decimal(current) - Decimal(previous)) * 100 / abs(Decimal(previous))
+
+
+def mom_fraction(current: int, previous: int | None) -> Decimal | None:
+    """Month-over-month change as a fraction (0.125 = 12.5 %) for the Monthly tab."""
+    pct = mom_pct(current, previous)
+    return None if pct is None else (pct / 100).quantize(Decimal("0.0001"))

@@ -1,4 +1,4 @@
-"""Stripe report runs, recorded in the ledger, and their CSVs (PRODUCT.md §7 steps 1-2).
+"""Stripe report runs, recorded in the ledger, and their CSVs.
 
 A run is recorded in the ledger *before* it is created (status ``creating``) and again with
 its id right after, and is created with an idempotency key derived from what it is for; so a
@@ -16,34 +16,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from bot.errors import ServiceError, TemporaryError
 from bot.ledger import Ledger
 from bot.money import MoneyError, to_minor
 from bot.periods import Interval
 from bot.pnl import Movement
+from bot.stripe_port import StripePort
 
 log = logging.getLogger(__name__)
 
 ACTIVITY_SUMMARY = "balance_change_from_activity.summary.1"
 BALANCE_SUMMARY = "balance.summary.1"
 ACTIVITY_ITEMIZED = "balance_change_from_activity.itemized.3"
-
-
-class ReportSource(Protocol):
-    def report_type(self, type_id: str) -> dict[str, Any]: ...
-
-    def create_report_run(
-        self, type_id: str, parameters: dict[str, Any], *, idempotency_key: str
-    ) -> dict[str, Any]: ...
-
-    def retrieve_report_run(self, run_id: str) -> dict[str, Any]: ...
-
-    def download(self, url: str, dest: Path) -> int: ...
-
-    @property
-    def mode(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -66,7 +52,7 @@ class ReportRequest:
         return f"{self.report_type}_{start}_{end}_{self.mode}.csv"
 
 
-def ensure_available(source: ReportSource, report_type: str, interval: Interval, label: str) -> int:
+def ensure_available(source: StripePort, report_type: str, interval: Interval, label: str) -> int:
     """Defer (exit 75) when Stripe's data for the type does not cover ``interval`` yet.
 
     Returns the type's ``data_available_start``: Stripe refuses an interval that starts
@@ -84,7 +70,7 @@ def ensure_available(source: ReportSource, report_type: str, interval: Interval,
 
 
 def obtain(
-    source: ReportSource,
+    source: StripePort,
     ledger: Ledger,
     request: ReportRequest,
     *,
@@ -187,10 +173,10 @@ def rows(path: Path, required: tuple[str, ...]) -> Iterator[dict[str, str]]:
 def _minor(value: str, currency: str, path: Path, column: str) -> int:
     try:
         return to_minor(Decimal(value), currency)
-    except (InvalidOperation, MoneyError):
+    except (InvalidOperation, MoneyError) as e:
         raise CsvError(
             f"report file {path}: {column}={value!r} is not an amount in {currency.upper()}"
-        ) from None
+        ) from e
 
 
 def activity_movements(path: Path) -> list[Movement]:
@@ -206,8 +192,8 @@ def activity_movements(path: Path) -> list[Movement]:
         net = _minor(row["net"], ccy, path, "net")
         try:
             count = int(row["count"])
-        except ValueError:
-            raise CsvError(f"report file {path}: count={row['count']!r} is not a number") from None
+        except ValueError as e:
+            raise CsvError(f"report file {path}: count={row['count']!r} is not a number") from e
         out.append(Movement(row["reporting_category"], ccy, gross, gross - net, net, count))
     return out
 

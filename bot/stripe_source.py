@@ -6,6 +6,7 @@ reaches the user, and every request passes the shared :class:`~bot.ratelimit.Tok
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import random
@@ -21,6 +22,8 @@ from bot.errors import ConfigError, RevbotError, ServiceError, TemporaryError
 from bot.inbound import check_transaction, refuse
 from bot.periods import Interval
 from bot.ratelimit import TokenBucket
+from bot.retry import RetryPolicy, retry_after
+from bot.stripe_port import PAGE_SIZE, NotFound, Paging
 
 if TYPE_CHECKING:
     import stripe
@@ -28,43 +31,14 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-PAGE_SIZE = 100
 # A report file of a million rows is ~150 MB; this allows for a slow 1 Mbit/s link.
 DOWNLOAD_DEADLINE = 30 * 60.0
-
-
-class Paging:
-    """Ends a listing that would never end on its own.
-
-    A server that answers ``has_more`` for ever (a proxy replaying one page, a broken
-    Stripe-compatible service) would keep a run, and the lock, for good. A cursor seen before
-    means the list goes round in circles; more pages than the range can hold means it never
-    ends. The ceiling allows ten transactions a second over the whole range (plus 20 pages for
-    bursts in short ranges): far above any account's rate, and still bounded.
-    """
-
-    def __init__(self, gte: int, lt: int) -> None:
-        self.ceiling = 20 + max(0, lt - gte) // 10
-        self.pages = 0
-        self._seen: set[str] = set()
-
-    def next(self, cursor: str) -> str:
-        """The cursor for the next page, or :class:`ServiceError` when there must be none."""
-        self.pages += 1
-        if cursor in self._seen:
-            raise ServiceError(
-                f"Stripe listed balance transaction {cursor} twice while paging, so the list "
-                "would never end; stopped (if STRIPE_API_BASE is set, check the server it "
-                "points at)"
-            )
-        if self.pages >= self.ceiling:
-            raise ServiceError(
-                f"Stripe kept saying there were more balance transactions after {self.pages:,} "
-                "pages, more than the days asked for can hold; stopped (if STRIPE_API_BASE is "
-                "set, check the server it points at)"
-            )
-        self._seen.add(cursor)
-        return cursor
+# Our own back-off after a 429 without Retry-After (and between download attempts): from 0.5 s
+# doubling to 30 s. A call gives up when its waits would pass rate_limit_budget, or after this
+# many tries (a server answering "Retry-After: 0" for ever).
+BASE_DELAY = 0.5
+MAX_DELAY = 30.0
+MAX_ATTEMPTS = 30
 
 
 class StripeSource:
@@ -81,6 +55,7 @@ class StripeSource:
         rate_limit_budget: float = 120.0,
         call_deadline: float | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
     ) -> None:
         self._key = api_key
         self.api_base = api_base
@@ -93,8 +68,14 @@ class StripeSource:
         self._call_deadline = (
             call_deadline if call_deadline is not None else timeout * (max_network_retries + 1) + 30
         )
-        self._budget = rate_limit_budget
-        self._sleep = sleep
+        self.retry = RetryPolicy(
+            base=BASE_DELAY,
+            cap=MAX_DELAY,
+            budget=rate_limit_budget,
+            attempts=MAX_ATTEMPTS,
+            rng=rng or random.Random(),
+            sleep=sleep,
+        )
         self._client: stripe.StripeClient | None = None
         self._client_lock = threading.Lock()
         self._count_lock = threading.Lock()
@@ -128,12 +109,12 @@ class StripeSource:
         """Run one Stripe request under the rate limit, retrying plain 429s ourselves.
 
         The SDK retries connection errors, 5xx and lock-timeout 429s (max_network_retries), but
-        not a plain 429: that one slows every worker down through the shared bucket.
+        not a plain 429: that one slows every worker down through the shared bucket, for as long
+        as Stripe's Retry-After says (or our back-off, without one).
         """
         import stripe
 
-        waited = 0.0
-        attempt = 0
+        retries = self.retry.start()
         while True:
             self.bucket.acquire()
             with self._count_lock:
@@ -143,19 +124,17 @@ class StripeSource:
             except stripe.RateLimitError as e:
                 with self._count_lock:
                     self.rate_limited += 1
-                attempt += 1
-                delay = _retry_after(e) or min(30.0, 0.5 * 2 ** (attempt - 1))
-                delay *= random.uniform(1.0, 1.25)  # jitter so workers do not move in lockstep
-                if waited + delay > self._budget:
+                delay = retries.next_wait(retry_after(_headers(e)))
+                if delay is None:
                     raise TemporaryError(
-                        f"Stripe kept rate-limiting {what} for {waited:.0f}s; try again later "
-                        "or lower STRIPE_MAX_RPS"
-                    ) from None
+                        f"Stripe kept rate-limiting {what} for {retries.waited:.0f}s; try again "
+                        "later or lower STRIPE_MAX_RPS"
+                    ) from e
                 log.info("Stripe rate limit on %s; waiting %.1fs", what, delay)
+                # Nobody starts a request until then: the next acquire() does the waiting.
                 self.bucket.penalize(delay)
-                waited += delay
             except stripe.StripeError as e:
-                raise _convert(e, what, self._key, self.api_base) from None
+                raise _convert(e, what, self._key, self.api_base) from e
 
     # -- balance transactions -------------------------------------------------------------
 
@@ -215,6 +194,14 @@ class StripeSource:
             out.extend(page)
         return out
 
+    def check_files_access(self) -> None:
+        """Ask for a file that does not exist: a 404 proves the key may read files without
+        needing one; a permission error says it may not."""
+        try:
+            self.call("reading a file", lambda: self.client.v1.files.retrieve("file_revbotdoctor"))
+        except NotFound:
+            return
+
     def account(self) -> dict[str, Any]:
         acct = self.call("reading the account", lambda: self.client.v1.accounts.retrieve_current())
         return acct.to_dict()
@@ -258,7 +245,8 @@ class StripeSource:
         import requests
 
         what = "downloading a report file"
-        for attempt in range(1, attempts + 1):
+        retries = dataclasses.replace(self.retry, attempts=attempts).start()
+        while True:
             self.files_bucket.acquire()
             with self._count_lock:
                 self.requests += 1
@@ -272,20 +260,21 @@ class StripeSource:
                     what=f"Stripe ({what})",
                 )
             except requests.RequestException as e:
-                if attempt == attempts:
+                delay = retries.next_wait()
+                if delay is None:
                     raise TemporaryError(
                         f"cannot reach Stripe at {url.split('/v1/')[0]} while {what} "
                         f"({type(e).__name__}); try again later"
-                    ) from None
-                self._sleep(min(30.0, 0.5 * 2**attempt))
+                    ) from e
+                retries.sleep(delay)
                 continue
             with resp:
                 if resp.status_code == 429 or resp.status_code >= 500:
-                    if attempt == attempts:
+                    delay = retries.next_wait(retry_after(resp.headers))
+                    if delay is None:
                         raise TemporaryError(
                             f"Stripe answered {resp.status_code} while {what}; try again later"
                         )
-                    delay = _header_seconds(resp.headers) or min(30.0, 0.5 * 2**attempt)
                     self.files_bucket.penalize(delay)
                     continue
                 if resp.status_code in (401, 403):
@@ -311,7 +300,6 @@ class StripeSource:
                         remaining()
                 os.replace(tmp, dest)
                 return size
-        raise AssertionError("unreachable")
 
 
 def _get_following_redirects(requests: Any, url: str, key: str, timeout: float) -> Any:
@@ -330,24 +318,9 @@ def _get_following_redirects(requests: Any, url: str, key: str, timeout: float) 
     raise ServiceError("Stripe's file download redirected too many times")
 
 
-def _header_seconds(headers: Any) -> float | None:
-    try:
-        value = headers.get("Retry-After")
-        return max(0.0, float(value)) if value is not None else None
-    except (TypeError, ValueError):
-        return None
-
-
-def _retry_after(e: Exception) -> float | None:
-    headers = getattr(e, "headers", None) or getattr(e, "http_headers", None) or {}
-    value = None
-    for k, v in dict(headers).items():
-        if k.lower() == "retry-after":
-            value = v
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
-        return None
+def _headers(e: Exception) -> Any:
+    """The HTTP headers of a Stripe SDK error (``headers`` or ``http_headers``, by SDK version)."""
+    return getattr(e, "headers", None) or getattr(e, "http_headers", None) or {}
 
 
 def _convert(e: Exception, what: str, key: Secret, api_base: str | None = None) -> RevbotError:
@@ -382,6 +355,8 @@ def _convert(e: Exception, what: str, key: Secret, api_base: str | None = None) 
             f"Stripe's answer (HTTP {status}) while {what} was not readable JSON; if this "
             "persists, check STRIPE_API_BASE and any proxy between revbot and Stripe"
         )
+    if status == 404:
+        return NotFound(f"Stripe found no such object while {what} (HTTP 404)")
     code = getattr(e, "code", None) or ""
     detail = " ".join(str(getattr(e, "user_message", "") or "").split())[:300]
     return ServiceError(

@@ -2,19 +2,47 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from bot.config import Settings
 from bot.dashboard.base import Dashboard
-from bot.jobs import Context
+from bot.jobs.context import Context
+from bot.jobs.investor_email import Email
 from bot.ledger import Ledger
+from bot.lock import exclusive
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from bot.mail.senders import Mailer
     from bot.stripe_source import StripeSource
+
+
+def settings(
+    overrides: dict[str, str | None] | None = None,
+    *,
+    require_stripe: bool = True,
+    ignore_stripe: bool = False,
+    check_dashboard: bool = False,
+) -> Settings:
+    """The command's settings (flag > environment > .env > default), checked before any I/O;
+    its secrets are added to the redaction filter."""
+    from bot.config import resolve
+    from bot.logs import REDACT
+
+    resolved = resolve(
+        overrides=overrides, require_stripe=require_stripe, ignore_stripe=ignore_stripe
+    )
+    REDACT.add(s.reveal() for s in resolved.secrets)
+    if check_dashboard:
+        # A malformed GOOGLE_SHEET_ID or credentials file is a bad setting like any other:
+        # refuse it before DATA_DIR, the lock or the ledger is touched (building the
+        # dashboard reads the key file but makes no request).
+        make_dashboard(resolved)
+    return resolved
 
 
 def open_ledger(settings: Settings, *, read_only: bool = False) -> Ledger:
@@ -75,4 +103,43 @@ def make_context(
         now=now or datetime.now(UTC),
         progress=progress or (lambda _m: None),
         mode=settings.key_mode or "test",
+    )
+
+
+@contextmanager
+def session(
+    settings: Settings,
+    *,
+    command: str,
+    dry_run: bool = False,
+    need_stripe: bool = True,
+    progress: Callable[[str], None] | None = None,
+) -> Iterator[Context]:
+    """One command's run: the lock on DATA_DIR (none for a dry run, which writes nothing, not
+    even the lock file), the ledger (read-only for a dry run), the job context; the ledger is
+    closed and the lock released when the block ends, however it ends."""
+    with (
+        nullcontext() if dry_run else exclusive(settings.data_dir, command=command),
+        open_ledger(settings, read_only=dry_run) as ledger,
+    ):
+        yield make_context(settings, ledger=ledger, need_stripe=need_stripe, progress=progress)
+
+
+def make_email(settings: Settings, *, required: bool, to: list[str] | None = None) -> Email | None:
+    """The investor email's settings; None when not configured and not required. With ``to``
+    (`resend --to`), INVESTOR_EMAILS is not needed."""
+    if not required and not settings.investor_emails:
+        return None
+    if to:  # resend --to ADDR
+        sender, recipients = settings.require_email(way_out=None, need_investors=False)
+    elif to is not None:  # resend to every investor
+        sender, recipients = settings.require_email(way_out="or name recipients with --to ADDR")
+    else:
+        sender, recipients = settings.require_email()
+    return Email(
+        sender=sender,
+        recipients=recipients,
+        mailer=make_mailer(settings),
+        company=settings.company_name,
+        allow_test_data=settings.stripe_mode != "live",
     )

@@ -24,11 +24,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from openpyxl import load_workbook
 
-from bot import backfill as bf
-from bot import jobs
+from bot import output
 from bot.config import Secret
 from bot.dashboard.workbook import WorkbookDashboard
-from bot.jobs import Context
+from bot.jobs import backfill as bf
+from bot.jobs import sync as jobs
+from bot.jobs.context import Context
 from bot.ledger import Ledger
 from bot.periods import day_interval, days_interval
 from bot.pnl import summarize
@@ -425,7 +426,7 @@ def test_via_report_equals_the_api_path_per_day_and_currency(
 
 def test_log_reporter_throttles_and_finishes() -> None:
     lines: list[str] = []
-    reporter = bf.LogReporter(lines.append, every=3600)
+    reporter = output.LogReporter(lines.append, every=3600)
     p = bf.Progress(transactions=1234, pages=13, requests=14, covered=50, total=100, elapsed=2.0)
     reporter.start(p)
     reporter.update(p)
@@ -443,7 +444,7 @@ def test_rich_reporter_draws_a_bar(tmp_path: Path) -> None:
     import io
 
     out = io.StringIO()
-    reporter = bf.RichReporter(stream=out)
+    reporter = output.RichReporter(stream=out)
     reporter.start(bf.Progress(0, 0, 0, 0, 100, 0.0))
     reporter.update(bf.Progress(500, 5, 6, 50, 100, 1.0))
     reporter.finish(bf.Progress(1000, 10, 11, 100, 100, 2.0))

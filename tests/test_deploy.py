@@ -117,6 +117,50 @@ def test_the_workflow_takes_secrets_from_github_secrets(workflow: dict[Any, Any]
     assert not re.search(r"\b(sk|rk)_(live|test)_[A-Za-z0-9]{6,}|\bre_[A-Za-z0-9]{8,}", text)
 
 
+def test_the_workflow_installs_revbot_from_the_lock_before_running_it(
+    workflow: dict[Any, Any],
+) -> None:
+    (job,) = workflow["jobs"].values()
+    runs = [str(step.get("run", "")).strip() for step in job["steps"]]
+    # `make install`: runtime dependencies only, from uv.lock (see test_make_installs_from_the_lock).
+    install = runs.index("make install")
+    daily = next(i for i, run in enumerate(runs) if re.search(r"(^|/)revbot daily\b", run))
+    assert install < daily
+
+
+# -- installing from the lock -----------------------------------------------------------------
+
+
+def make_dry_run(target: str, checkout: Path) -> list[list[str]]:
+    """The commands `make <target>` would run in a fresh clone (no .venv yet), split in words."""
+    for name in ("Makefile", "pyproject.toml", "uv.lock"):
+        shutil.copy(REPO / name, checkout / name)
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS")}
+    done = subprocess.run(
+        ["make", "-n", target], cwd=checkout, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    return [shlex.split(line) for line in done.stdout.splitlines()]
+
+
+@pytest.mark.parametrize(
+    ("target", "extras"),
+    [("install", []), ("daily", []), ("demo", []), ("test", ["test"]), ("lint", ["dev"])],
+)
+def test_make_installs_from_the_lock(tmp_path: Path, target: str, extras: list[str]) -> None:
+    commands = make_dry_run(target, tmp_path)
+    syncs = [words for words in commands if "sync" in words]
+    assert len(syncs) == 1, commands
+    (sync,) = syncs
+    # Exactly the lock's versions and hashes; a lock that no longer matches pyproject.toml is
+    # an error rather than silently re-resolved.
+    assert "--locked" in sync or "--frozen" in sync, sync
+    assert [sync[i + 1] for i, word in enumerate(sync) if word == "--extra"] == extras
+    assert "--all-extras" not in sync
+    # uv itself is pinned, so the same Makefile always reads the lock the same way.
+    assert any(re.fullmatch(r"uv==[\d.]+", word) for words in commands for word in words)
+
+
 # -- make cron --------------------------------------------------------------------------------
 
 

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from bot.errors import ConfigError
+from bot.jobs.investor_email import send_month
 from bot.ledger import Ledger
 from bot.mail.outbox import OutboxMailer
 from bot.mail.sample import sample_report
-from bot.mailing import send_month
 from bot.periods import Month
 from tests.conftest import REVBOT_VARS, Cli, today_utc
 from tests.fakes.resend_server import FakeResendServer
@@ -194,7 +194,17 @@ def test_json_outputs_parse_and_match_the_ledger(
     assert {(m["month"], m["reconciled"]) for m in status["months"]} == {(str(LAST), True)}
     text = mail_cli("status").stdout
     assert f"month {LAST} (test): reconciled" in text
-    run = mail_cli("backfill", "--since", LAST.first_day.isoformat(), "--until", LAST.last_day.isoformat(), "--json")
+    run = mail_cli(
+        "backfill",
+        "--since",
+        LAST.first_day.isoformat(),
+        "--until",
+        LAST.last_day.isoformat(),
+        "--json",
+    )
     assert run.exit_code == 0, run.stderr
     back = json.loads(run.stdout)
-    assert back["command"] == "backfill" and back["days_skipped"] + back["days_fetched"] == LAST.last_day.day
+    assert (
+        back["command"] == "backfill"
+        and back["days_skipped"] + back["days_fetched"] == LAST.last_day.day
+    )

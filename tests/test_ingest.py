@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot import ingest
+from bot.jobs import ingest
 from bot.ledger import SCHEMA_VERSION, Ledger
 from bot.reports import CsvError
 

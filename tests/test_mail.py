@@ -21,8 +21,9 @@ import re
 import socket
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
@@ -530,6 +531,45 @@ def test_rate_limit_storm_is_retried_with_the_same_key(
     assert sleeps == [2.0, 2.0, 2.0]
 
 
+def test_retry_after_zero_is_retry_now(
+    fake: FakeResendServer, mailer: ResendMailer, sleeps: Sleeps
+) -> None:
+    fake.inject(status=429, times=2, headers={"retry-after": "0"})
+    mailer.send(outgoing(), idempotency_key=KEY)
+    assert sleeps == [0.0, 0.0] and len(fake.messages) == 1
+
+
+def test_retry_after_as_an_http_date_is_honoured(
+    fake: FakeResendServer, mailer: ResendMailer, sleeps: Sleeps
+) -> None:
+    when = format_datetime(datetime.now(UTC) + timedelta(seconds=5), usegmt=True)
+    fake.inject(status=429, times=1, headers={"retry-after": when})
+    mailer.send(outgoing(), idempotency_key=KEY)
+    # Whole seconds in the date: 4 to 5 s from now (our own back-off would be 0.5 to 1 s).
+    assert len(sleeps) == 1 and 3.9 <= sleeps[0] <= 5.0, sleeps
+
+
+def test_unreadable_retry_after_falls_back_to_ratelimit_reset(
+    fake: FakeResendServer, mailer: ResendMailer, sleeps: Sleeps
+) -> None:
+    fake.inject(status=429, times=1, headers={"retry-after": "soon", "ratelimit-reset": "3"})
+    mailer.send(outgoing(), idempotency_key=KEY)
+    assert sleeps == [3.0]
+
+
+def test_retry_after_past_the_budget_gives_up_without_waiting(
+    fake: FakeResendServer, sleeps: Sleeps
+) -> None:
+    mailer = ResendMailer(
+        api_key=API_KEY, api_url=fake.url, sleep=sleeps, min_interval=0, max_wait=30.0
+    )
+    fake.inject(status=429, times=5, headers={"retry-after": "60"})
+    with pytest.raises(TemporaryError, match=r"after 1 attempt \(429 rate_limit_exceeded") as info:
+        mailer.send(outgoing(), idempotency_key=KEY)
+    assert info.value.exit_code == 75
+    assert sleeps == [] and len(fake.requests) == 1 and fake.messages == []
+
+
 def test_server_error_storm_backs_off_and_delivers_once(
     fake: FakeResendServer, mailer: ResendMailer, sleeps: Sleeps
 ) -> None:
@@ -539,7 +579,10 @@ def test_server_error_storm_backs_off_and_delivers_once(
     mailer.send(outgoing(), idempotency_key=KEY)
     assert len(fake.messages) == 1
     assert [r["key"] for r in fake.requests] == [KEY] * 5
-    assert sleeps == [1.0, 2.0, 4.0, 8.0]
+    # The shared policy (bot.retry): back-off doubling from 1 s with equal jitter, each wait
+    # within [d/2, d]. (It was exactly 1, 2, 4, 8 before Resend used the shared policy.)
+    assert len(sleeps) == 4
+    assert all(d / 2 <= s <= d for s, d in zip(sleeps, [1, 2, 4, 8], strict=True)), sleeps
 
 
 def test_delivered_but_failed_answer_then_retry_delivers_once(
@@ -636,7 +679,7 @@ def test_unreachable_server_is_temporary_without_the_key(sleeps: Sleeps) -> None
     ) as info:
         mailer.send(outgoing(), idempotency_key=KEY)
     assert API_KEY not in chain_text(info.value)
-    assert sleeps == [1.0]
+    assert len(sleeps) == 1 and 0.5 <= sleeps[0] <= 1.0  # equal jitter of 1 s (bot.retry)
 
 
 def test_sends_are_paced(fake: FakeResendServer, sleeps: Sleeps) -> None:

@@ -16,9 +16,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.backfill import JOB, fetch_slices, split_evenly
 from bot.config import Secret
 from bot.errors import TemporaryError
+from bot.jobs.backfill import JOB, fetch_slices, split_evenly
 from bot.ledger import Ledger
 from bot.periods import days_interval
 from bot.ratelimit import TokenBucket

@@ -1,4 +1,4 @@
-"""The dashboard interface shared by the local workbook and the Google Sheet (PRODUCT.md §6).
+"""The dashboard interface shared by the local workbook and the Google Sheet.
 
 Both implementations receive the same :class:`DashboardUpdate` and turn each row into the
 same typed cells through :func:`cells`, so the jobs cannot tell them apart and the two can

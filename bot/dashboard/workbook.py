@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from bot.dashboard.base import (
     CHARTS_TITLE,
@@ -108,7 +108,7 @@ class WorkbookDashboard:
             raise ServiceError(
                 f"{self.path} is not a valid xlsx workbook ({type(e).__name__}); move it aside "
                 "and run `revbot daily` again to rebuild it from the ledger"
-            ) from None
+            ) from e
 
     def read_rows(self, title: str) -> list[tuple[Any, ...]]:
         """Data rows of one tab (header excluded), for tests and for the Charts tab."""
@@ -367,6 +367,7 @@ def _plain(value: Any) -> Any:
 
 def _ensure_tab(wb: Workbook, tab: TabSpec) -> Worksheet:
     from openpyxl.styles import Font
+    from openpyxl.utils import get_column_letter
 
     if tab.title in wb.sheetnames:
         ws = wb[tab.title]
@@ -378,7 +379,7 @@ def _ensure_tab(wb: Workbook, tab: TabSpec) -> Worksheet:
             c.font = Font(bold=True)
         ws.freeze_panes = "A2"
         for col, name in enumerate(tab.columns, 1):
-            letter = ws.cell(1, col).column_letter
+            letter = get_column_letter(col)
             # Wide enough for a "yyyy-mm-dd hh:mm:ss" or a six-figure amount.
             wide = name in ("updated_at", "created", "available_on", "description")
             ws.column_dimensions[letter].width = max(20 if wide else 13, len(name) + 2)
@@ -452,7 +453,7 @@ def _rebuild_charts(wb: Workbook) -> None:
         per_ccy: dict[str, dict[Any, float]] = defaultdict(dict)
         for values in wb[title].iter_rows(min_row=2, values_only=True):
             if values and values[0] is not None and values[1]:
-                per_ccy[str(values[1])][_plain(values[0])] = values[col]
+                per_ccy[str(values[1])][_plain(values[0])] = cast(float, values[col])
         series.append((title, per_ccy))
 
     # A pivot (period x currency) per chart, left of the charts, so each chart has

@@ -13,7 +13,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from bot.money import normalize_currency
-from bot.pnl import PnlLines
+from bot.pnl import PnlLines, mom_pct
 
 _MONTH_RE = re.compile(r"^(\d{4})-(\d{2})$")
 
@@ -50,17 +50,6 @@ def period_label(month: str) -> str:
     year, mon = parse_month(month)
     last = calendar.monthrange(year, mon)[1]
     return f"1–{last} {calendar.month_name[mon]} {year}"
-
-
-def mom_pct(current: int, previous: int | None) -> Decimal | None:
-    """Change against the previous month in percent, or ``None`` when it is undefined.
-
-    Divides by ``abs(previous)`` so that the sign always says "up" or "down", also when the
-    previous month was negative.
-    """
-    if previous is None or previous == 0:
-        return None
-    return (Decimal(current) - Decimal(previous)) * 100 / abs(Decimal(previous))
 
 
 def format_pct(pct: Decimal | None) -> str:
@@ -194,7 +183,6 @@ __all__ = [
     "OutgoingEmail",
     "RenderedEmail",
     "format_pct",
-    "mom_pct",
     "month_label",
     "parse_month",
     "period_label",

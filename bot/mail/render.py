@@ -3,6 +3,10 @@
 Pure: reads only the template files, never the network, the clock or the environment. The
 templates receive pre-formatted strings (amounts via :func:`bot.money.format_amount`), so the
 HTML and the text part always say the same figures.
+
+The templates are package data of ``bot.templates``: the repository's top-level ``templates/``
+folder, mapped into the package by pyproject.toml and found through the import system, so they
+load the same in an editable install, from an installed wheel and from any working directory.
 """
 
 from __future__ import annotations
@@ -32,8 +36,9 @@ from bot.money import SYMBOLS, format_amount, normalize_currency, to_major
 HTML_TEMPLATE = "investor_pnl.html.j2"
 TEXT_TEMPLATE = "investor_pnl.txt.j2"
 
-# The repository's templates/ folder sits next to the bot/ package (editable install).
-DEFAULT_TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
+# The package that holds the templates: the repository's templates/ folder, installed as
+# bot/templates/ (see [tool.setuptools.package-dir] in pyproject.toml).
+TEMPLATES_PACKAGE = "bot.templates"
 
 # Chart geometry in CSS pixels. The tallest bar (positive plus negative extent) is CHART_HEIGHT;
 # a non-zero month never shrinks below MIN_BAR so that small months stay visible.
@@ -291,10 +296,25 @@ def _ljust(value: object, width: int) -> str:
     return str(value).ljust(width)
 
 
+def _loader(templates_dir: Path | None) -> jinja2.BaseLoader:
+    """The installed templates, or those of ``templates_dir`` when one is given (tests)."""
+    if templates_dir is not None:
+        return jinja2.FileSystemLoader(templates_dir)
+    try:
+        # Imports bot.templates and finds its folder through importlib: works for a wheel
+        # (site-packages/bot/templates) and for an editable install (the checkout's templates/).
+        return jinja2.PackageLoader(TEMPLATES_PACKAGE, ".")
+    except (ImportError, ValueError) as e:
+        raise TemplateError(
+            f"the email templates (package {TEMPLATES_PACKAGE}) are not installed: {e};"
+            " reinstall revbot"
+        ) from e
+
+
 @functools.lru_cache(maxsize=8)
-def _environment(templates_dir: Path, *, autoescape: bool) -> jinja2.Environment:
+def _environment(templates_dir: Path | None, *, autoescape: bool) -> jinja2.Environment:
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(templates_dir),
+        loader=_loader(templates_dir),
         autoescape=autoescape,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
@@ -359,13 +379,14 @@ def template_context(report: MonthlyReport) -> dict[str, object]:
 
 def render(report: MonthlyReport, *, templates_dir: Path | None = None) -> RenderedEmail:
     """Subject, HTML (CSS inlined) and plain text of the investor email for ``report``."""
-    folder = (templates_dir or DEFAULT_TEMPLATES_DIR).resolve()
+    folder = None if templates_dir is None else templates_dir.resolve()
+    where = f"package {TEMPLATES_PACKAGE}" if folder is None else str(folder)
     context = template_context(report)
     try:
         html = _environment(folder, autoescape=True).get_template(HTML_TEMPLATE).render(context)
         text = _environment(folder, autoescape=False).get_template(TEXT_TEMPLATE).render(context)
     except jinja2.TemplateNotFound as e:
-        raise TemplateError(f"email template {e.name} not found in {folder}") from e
+        raise TemplateError(f"email template {e.name} not found in {where}") from e
     except jinja2.TemplateError as e:
         raise TemplateError(f"email template error: {e}") from e
     try:
@@ -376,7 +397,7 @@ def render(report: MonthlyReport, *, templates_dir: Path | None = None) -> Rende
 
 
 __all__ = [
-    "DEFAULT_TEMPLATES_DIR",
+    "TEMPLATES_PACKAGE",
     "Chart",
     "Column",
     "CurrencyView",

@@ -6,6 +6,7 @@ Named ``resend_sender`` so that it never shadows the ``resend`` package it impor
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -18,23 +19,24 @@ import resend.exceptions
 from bot.deadline import bounded
 from bot.errors import ConfigError, RevbotError, ServiceError, TemporaryError
 from bot.mail.model import OutgoingEmail
-from bot.mail.senders import check_idempotency_key
+from bot.mail.senders import AlreadySent, check_idempotency_key
+from bot.retry import RetryPolicy, retry_after
 
 log = logging.getLogger(__name__)
 
 DEFAULT_API_URL = "https://api.resend.com"
 
-# The SDK keeps its key, base URL and HTTP client as module globals that each request reads
-# (reference/sheets-and-resend.md §8). Only this adapter touches them, under this lock, right
-# before a request, and puts the old values back after: two mailers (or threads) can never
-# send with each other's key, and no other code in the process inherits ours.
+# The SDK keeps its key, base URL and HTTP client as module globals that each request reads.
+# Only this adapter touches them, under this lock, right before a request, and puts the old
+# values back after: two mailers (or threads) can never send with each other's key, and no
+# other code in the process inherits ours.
 _SDK_LOCK = threading.Lock()
 
 _QUOTA_ERRORS = frozenset({"daily_quota_exceeded", "monthly_quota_exceeded"})
 _KEY_ERRORS = frozenset({"missing_api_key", "invalid_api_key", "restricted_api_key"})
 
 
-class IdempotencyConflictError(ServiceError):
+class IdempotencyConflictError(AlreadySent):
     """Resend already accepted a *different* email under this idempotency key (409).
 
     Something was sent with this key in the last 24 hours; its content differed, so Resend
@@ -53,24 +55,6 @@ def _one_line(text: object) -> str:
     return " ".join(str(text).split())
 
 
-def _retry_after(headers: Mapping[str, str] | None) -> float | None:
-    """Seconds from ``retry-after`` (or ``ratelimit-reset``); ``None`` if absent or unreadable."""
-    if not headers:
-        return None
-    lower = {k.lower(): v for k, v in headers.items()}
-    for name in ("retry-after", "ratelimit-reset"):
-        value = lower.get(name)
-        if value is None:
-            continue
-        try:
-            seconds = float(value)
-        except ValueError:
-            continue  # an HTTP-date: Resend sends seconds; fall back to our own back-off
-        if seconds >= 0:
-            return seconds
-    return None
-
-
 # What a failed connection's text says, and how a person would say it.
 _CONNECTION_FAILURES = (
     ("Connection refused", "connection refused"),
@@ -85,9 +69,11 @@ _CONNECTION_FAILURES = (
 class ResendMailer:
     """A :class:`~bot.mail.senders.Mailer` that sends through Resend (``POST /emails``).
 
-    Retries 429 ``rate_limit_exceeded`` (honouring ``retry-after``), 409
-    ``concurrent_idempotent_requests``, 5xx and transport failures, always with the same
-    idempotency key, at most ``max_attempts`` times in all. Never retries a spent quota.
+    Retries 429 ``rate_limit_exceeded`` (honouring ``retry-after``, or else
+    ``ratelimit-reset``), 409 ``concurrent_idempotent_requests``, 5xx and transport failures,
+    always with the same idempotency key, at most ``max_attempts`` times in all and for at most
+    ``max_wait`` seconds of waiting (:class:`bot.retry.RetryPolicy`: back-off from
+    ``base_delay`` doubling up to ``max_delay``, with jitter). Never retries a spent quota.
     """
 
     def __init__(
@@ -99,6 +85,8 @@ class ResendMailer:
         sleep: Callable[[float], None] = time.sleep,
         base_delay: float = 1.0,
         max_delay: float = 30.0,
+        max_wait: float = 120.0,
+        rng: random.Random | None = None,
         min_interval: float = 0.5,
         clock: Callable[[], float] = time.monotonic,
         timeout: int = 30,
@@ -109,10 +97,15 @@ class ResendMailer:
             raise ValueError("max_attempts must be at least 1")
         self._api_key = api_key.strip()
         self._api_url = (api_url or DEFAULT_API_URL).rstrip("/")
-        self._max_attempts = max_attempts
+        self._retry = RetryPolicy(
+            base=base_delay,
+            cap=max_delay,
+            budget=max_wait,
+            attempts=max_attempts,
+            rng=rng or random.Random(),
+            sleep=sleep,
+        )
         self._sleep = sleep
-        self._base_delay = base_delay
-        self._max_delay = max_delay
         # Resend allows 2 requests per second per team by default (5 on newer accounts):
         # pacing ourselves avoids a 429 per investor on every monthly run.
         self._min_interval = min_interval
@@ -136,8 +129,8 @@ class ResendMailer:
             "html": email.html,
             "text": email.text,
         }
-        last: resend.exceptions.ResendError | None = None
-        for attempt in range(1, self._max_attempts + 1):
+        retries = self._retry.start()
+        while True:
             self._pace()
             try:
                 response = self._post(params, idempotency_key)
@@ -145,18 +138,22 @@ class ResendMailer:
                 verdict = self._judge(e, email=email, key=idempotency_key)
                 if not verdict.retry:
                     raise verdict.error from e
-                last = e
-                if attempt == self._max_attempts:
-                    break
-                delay = self._delay(attempt, verdict.retry_after)
+                delay = retries.next_wait(verdict.retry_after)
+                if delay is None:
+                    tries = f"{retries.tries} attempt{'s' if retries.tries > 1 else ''}"
+                    raise TemporaryError(
+                        f"Resend still failing after {tries} "
+                        f"({self._describe(e)}); retry later: the idempotency key prevents a "
+                        "duplicate"
+                    ) from e
                 log.warning(
                     "Resend: %s; retrying in %.1fs with the same idempotency key (attempt %d/%d)",
                     self._describe(e),
                     delay,
-                    attempt + 1,
-                    self._max_attempts,
+                    retries.tries + 1,
+                    self._retry.attempts,
                 )
-                self._sleep(delay)
+                retries.sleep(delay)
                 continue
             except resend.exceptions.NoContentError as e:
                 raise ServiceError(f"Resend answered the email to {email.to} with no body") from e
@@ -164,11 +161,6 @@ class ResendMailer:
             if not isinstance(message_id, str) or not message_id:
                 raise ServiceError(f"Resend accepted the email to {email.to} but returned no id")
             return message_id
-        assert last is not None  # the loop only ends here after a retryable failure
-        raise TemporaryError(
-            f"Resend still failing after {self._max_attempts} attempts "
-            f"({self._describe(last)}); retry later: the idempotency key prevents a duplicate"
-        ) from last
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -186,8 +178,8 @@ class ResendMailer:
             if e.code in (401, 403, "401", "403"):
                 raise ConfigError(
                     f"RESEND_API_KEY was rejected by Resend ({self._describe(e)})"
-                ) from None
-            raise TemporaryError(f"Resend could not list domains ({self._describe(e)})") from None
+                ) from e
+            raise TemporaryError(f"Resend could not list domains ({self._describe(e)})") from e
         data = answer.get("data", []) if isinstance(answer, Mapping) else []
         return [(str(d.get("name", "")), str(d.get("status", ""))) for d in data]
 
@@ -216,13 +208,6 @@ class ResendMailer:
         wait = self._min_interval - (self._clock() - self._last_request)
         if wait > 0:
             self._sleep(wait)
-
-    def _delay(self, attempt: int, retry_after: float | None) -> float:
-        if retry_after is not None:
-            return min(max(retry_after, 0.0), self._max_delay)
-        # Plain exponential back-off, no jitter: a monthly run sends a handful of emails in
-        # sequence, so there is no herd to spread out and tests stay deterministic.
-        return float(min(self._base_delay * 2 ** (attempt - 1), self._max_delay))
 
     def _redact(self, text: object) -> str:
         # The key should never come back from the server, but an echoing proxy or a
@@ -261,7 +246,9 @@ class ResendMailer:
                     ),
                 )
             return _Verdict(
-                True, TemporaryError(f"Resend rate limit: {what}"), _retry_after(e.headers)
+                True,
+                TemporaryError(f"Resend rate limit: {what}"),
+                retry_after(e.headers, names=("retry-after", "ratelimit-reset")),
             )
         if code == 409:
             if kind == "concurrent_idempotent_requests":

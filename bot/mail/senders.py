@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
+from bot.errors import ServiceError
 from bot.mail.model import OutgoingEmail
+
+
+class AlreadySent(ServiceError):
+    """The provider already accepted a message under this idempotency key: it went out
+    before (a crash between sending and recording it), so this one was not sent again."""
+
 
 MAX_IDEMPOTENCY_KEY = 256  # Resend's limit; the outbox keeps the same rule so keys travel
 
@@ -20,7 +27,8 @@ class Mailer(Protocol):
     Sending twice with the same ``idempotency_key`` and the same email delivers it once
     (Resend remembers keys for 24 hours; the outbox overwrites the same file). Raises
     :class:`~bot.errors.TemporaryError` when trying again later may work, and
-    :class:`~bot.errors.ConfigError` / :class:`~bot.errors.ServiceError` otherwise.
+    :class:`~bot.errors.ConfigError` / :class:`~bot.errors.ServiceError` otherwise, and
+    :class:`AlreadySent` when the key was used for a message that went out earlier.
     """
 
     def send(self, email: OutgoingEmail, *, idempotency_key: str) -> str: ...
@@ -33,4 +41,4 @@ def check_idempotency_key(key: str) -> str:
     return key
 
 
-__all__ = ["MAX_IDEMPOTENCY_KEY", "Mailer", "check_idempotency_key"]
+__all__ = ["MAX_IDEMPOTENCY_KEY", "AlreadySent", "Mailer", "check_idempotency_key"]

@@ -1,4 +1,4 @@
-"""The built-in Stripe-compatible sandbox (PRODUCT.md §8).
+"""The built-in Stripe-compatible sandbox.
 
 :class:`SandboxAccount` holds a synthetic account's balance transactions; :class:`SandboxServer`
 serves them behind the subset of Stripe's API revbot uses; :mod:`bot.sandbox.reports` computes

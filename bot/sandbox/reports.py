@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 from bot.money import exponent
 
-# Balance movements that are not activity (docs: reports/balance; reference/stripe.md §3).
+# Balance movements that are not activity (docs: reports/balance).
 PAYOUT_CATEGORIES: frozenset[str] = frozenset({"payout", "payout_reversal"})
 NON_ACTIVITY_CATEGORIES: frozenset[str] = PAYOUT_CATEGORIES | frozenset(
     {"transfer", "transfer_reversal", "topup", "topup_reversal"}

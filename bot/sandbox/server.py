@@ -1,4 +1,4 @@
-"""A Stripe-compatible HTTP server over a :class:`SandboxAccount` (PRODUCT.md §8).
+"""A Stripe-compatible HTTP server over a :class:`SandboxAccount`.
 
 Serves the subset of Stripe's API revbot uses, checks keys like Stripe, answers errors in
 Stripe's JSON shape, and can be told to add latency, rate-limit with 429s and inject faults.
@@ -28,6 +28,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from bot.errors import ServiceError
 from bot.sandbox.account import SandboxAccount
 from bot.sandbox.reports import REPORT_TYPES, ReportType, RunParameters, csv_chunks, report_rows
 
@@ -38,7 +39,7 @@ API_VERSION = "2020-08-27"  # the version of the spec the responses are checked 
 # reaches no real account.
 SANDBOX_KEY = "sk_test_revbotsandbox0000"
 _DAY = 86_400
-_FILE_TTL = 365 * _DAY  # fixtures show expires_at = created + 1 year (reference/stripe.md §1.4)
+_FILE_TTL = 365 * _DAY  # fixtures show expires_at = created + 1 year
 _KEY_PREFIXES = ("sk_live_", "sk_test_", "rk_live_", "rk_test_", "pk_live_", "pk_test_")
 _RATE_LIMIT_MESSAGE = (
     "Request rate limit exceeded. You can learn more about rate limits here "
@@ -1177,8 +1178,16 @@ def serve(
     """Serve the default synthetic account (ending today, UTC) until interrupted (the CLI)."""
     today = dt.datetime.now(dt.UTC).date()
     account = SandboxAccount.generate(end=today, days=days, tz=tz, seed=seed, scale=scale)
-    with SandboxServer(account, host=host, port=port, **server_options) as server:
+    try:
+        server = SandboxServer(account, host=host, port=port, **server_options).start()
+    except OSError as e:
+        raise ServiceError(
+            f"cannot listen on {host}:{port} ({e.strerror}); choose another --port"
+        ) from e
+    try:
         print(f"Stripe sandbox: {len(account)} balance transactions, listening on {server.url}")
         print(f"export STRIPE_API_BASE={server.url} STRIPE_SECRET_KEY={SANDBOX_KEY}", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
             threading.Event().wait()
+    finally:
+        server.stop()

@@ -87,10 +87,10 @@ def read_header(path: Path) -> list[str]:
             data += more
     try:
         text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
+    except UnicodeDecodeError as e:
         raise CsvError(
             f"report file {path}: its header is not UTF-8 text; the file is kept for inspection"
-        ) from None
+        ) from e
     header = [h.strip() for h in next(csv.reader(io.StringIO(text, newline="")), [])]
     missing = [c for c in ITEMIZED_REQUIRED if c not in header]
     if missing:
@@ -147,14 +147,14 @@ def _ledger_rows(
     def minor(text: str, currency: str) -> int:
         try:
             return to_minor(Decimal(text.strip()), currency)
-        except (InvalidOperation, MoneyError):
-            raise fail(f"{text!r} is not an amount in {currency.upper()}") from None
+        except (InvalidOperation, MoneyError) as e:
+            raise fail(f"{text!r} is not an amount in {currency.upper()}") from e
 
     def seconds(text: str) -> int:
         try:
             return _utc_seconds(text)
-        except ValueError:
-            raise fail(f"{text!r} is not a UTC timestamp") from None
+        except ValueError as e:
+            raise fail(f"{text!r} is not a UTC timestamp") from e
 
     records = csv.reader(io.StringIO(text, newline=""))
     while True:
@@ -162,7 +162,7 @@ def _ledger_rows(
         try:
             cells = next(records, None)
         except csv.Error as e:
-            raise fail(str(e)) from None
+            raise fail(str(e)) from e
         if cells is None:
             return
         if not cells:
@@ -172,8 +172,8 @@ def _ledger_rows(
         currency = cells[i_currency].strip().lower()
         try:
             exponent(currency)
-        except MoneyError:
-            raise fail(f"{cells[i_currency]!r} is not a currency") from None
+        except MoneyError as e:
+            raise fail(f"{cells[i_currency]!r} is not a currency") from e
         txn_id = cells[i_id]
         if not txn_id:
             raise fail("no balance_transaction_id")
@@ -422,7 +422,7 @@ def _parse(
                 raise CsvError(
                     f"report file {path}: row {row}: not UTF-8 text; the file is kept for "
                     "inspection"
-                ) from None
+                ) from e
             parser.slow(text, before)  # raises, naming the row
             raise
 
@@ -498,10 +498,8 @@ class _Children:
         for receive in self.pipes:
             try:
                 frame = receive.recv_bytes()
-            except EOFError:
-                raise ServiceError(
-                    f"the process reading {self.path} stopped unexpectedly"
-                ) from None
+            except EOFError as e:
+                raise ServiceError(f"the process reading {self.path} stopped unexpectedly") from e
             if frame[:1] == b"E":
                 raise CsvError(frame[1:].decode())
             rows += int(frame[1:])

@@ -1,4 +1,4 @@
-"""The investor email, sent exactly once per (month, recipient, generation) (PRODUCT.md §7.4-5).
+"""The investor email, sent exactly once per (month, recipient, generation).
 
 Before each send the ledger records the intent; the send carries an ``Idempotency-Key``
 derived from (month, recipient, generation); the provider's id is recorded after. A crash
@@ -14,14 +14,16 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from bot.errors import ConfigError, RevbotError, ServiceError
+from bot.jobs.context import Context
 from bot.ledger import Ledger
 from bot.mail.model import CurrencyReport, MonthlyReport, OutgoingEmail
-from bot.mail.senders import Mailer
-from bot.monthly import CurrencyFigures
+from bot.mail.senders import AlreadySent, Mailer
 from bot.periods import Month
+from bot.pnl import CurrencyFigures
 
 log = logging.getLogger(__name__)
 
@@ -157,9 +159,7 @@ def send_month(
         email = OutgoingEmail.addressed(rendered, sender=sender, to=recipient)
         try:
             provider_id = mailer.send(email, idempotency_key=key)
-        except ServiceError as e:
-            if type(e).__name__ != "IdempotencyConflictError":
-                raise
+        except AlreadySent:
             # The key was already used for a message: it went out before a crash.
             provider_id = "accepted-earlier"
         ledger.record_sent(report.month, recipient, generation, provider_id)
@@ -173,4 +173,46 @@ def pending_recipients(ledger: Ledger, month: str, recipients: Sequence[str]) ->
     return [r for r in recipients if r not in sent]
 
 
-__all__ = ["SendOutcome", "build_report", "idempotency_key", "send_month"]
+@dataclass(frozen=True)
+class Email:
+    """Who sends to whom, and through what; None when the email is not configured."""
+
+    sender: str
+    recipients: tuple[str, ...]
+    mailer: Mailer
+    company: str
+    allow_test_data: bool
+
+
+def resend(
+    ctx: Context, *, month: Month, mode: str, email: Email, to: Sequence[str] | None
+) -> list[SendOutcome]:
+    report = build_report(
+        ctx.ledger, month=month, timezone=ctx.tz_name, mode=mode, company=email.company
+    )
+    return send_month(
+        ctx.ledger,
+        report,
+        sender=email.sender,
+        recipients=list(to) if to else email.recipients,
+        mailer=email.mailer,
+        new_generation=True,
+        allow_test_data=email.allow_test_data,
+    )
+
+
+def write_preview(
+    ledger: Ledger, *, month: Month, timezone: str, mode: str, company: str, path: Path
+) -> str:
+    """Render ``month``'s email into the HTML file ``path`` (nothing is sent); its subject."""
+    from bot.mail.render import render
+
+    rendered = render(
+        build_report(ledger, month=month, timezone=timezone, mode=mode, company=company)
+    )
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(rendered.html, encoding="utf-8")
+    except OSError as e:
+        raise ServiceError(f"cannot write {path} ({e.strerror}); choose another --out") from e
+    return rendered.subject

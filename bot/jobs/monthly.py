@@ -1,7 +1,7 @@
 """`revbot monthly`: the month's P&L from Stripe's Reporting API, reconciled with the ledger.
 
-PRODUCT.md §7 steps 1-3. The email (steps 4-5) is `bot.mailing`'s job; this module leaves the
-figures in the ledger (``monthly_results``) and on the Monthly tab for it.
+The month's figures are saved in the ledger (``monthly_results``) and written to the Monthly tab;
+then :func:`monthly_and_send` hands them to :mod:`bot.jobs.investor_email`.
 """
 
 from __future__ import annotations
@@ -10,47 +10,36 @@ import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from bot import reports
 from bot.dashboard.base import DashboardUpdate, MonthlyRow
 from bot.errors import ConfigError, RevbotError
-from bot.jobs import Context, refill_created_tabs, refresh_dashboard, sync_days
-from bot.mail.model import mom_pct
+from bot.jobs.context import Context
+from bot.jobs.investor_email import (
+    Email,
+    SendOutcome,
+    build_report,
+    pending_recipients,
+    send_month,
+)
+from bot.jobs.projection import (
+    ledger_movements,
+    monthly_rows,
+    previous_net,
+    refill_created_tabs,
+    refresh_dashboard,
+)
+from bot.jobs.sync import sync_days
 from bot.periods import Interval, Month, iter_days, last_closed_month, require_closed_month
-from bot.pnl import CategoryTotal, Movement, PnlLines, by_category, summarize
+from bot.pnl import CategoryTotal, CurrencyFigures, Movement, PnlLines, by_category, summarize
 
 log = logging.getLogger(__name__)
 
 
 class NoReportData(RevbotError):
     """The month ended before the Stripe account's data starts: there is nothing to report."""
-
-
-@dataclass(frozen=True)
-class CurrencyFigures:
-    currency: str
-    lines: PnlLines
-    starting_balance: int | None
-    ending_balance: int | None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "lines": {k: v for k, v in self.lines.as_dict().items() if k != "net_revenue"},
-            "starting_balance": self.starting_balance,
-            "ending_balance": self.ending_balance,
-        }
-
-    @classmethod
-    def from_json(cls, currency: str, data: Mapping[str, Any]) -> CurrencyFigures:
-        return cls(
-            currency=currency,
-            lines=PnlLines(**data["lines"]),
-            starting_balance=data.get("starting_balance"),
-            ending_balance=data.get("ending_balance"),
-        )
 
 
 @dataclass(frozen=True)
@@ -65,12 +54,6 @@ class MonthlyResult:
     dry_run: bool = False
 
 
-def mom_fraction(current: int, previous: int | None) -> Decimal | None:
-    """Month-over-month change as a fraction (0.125 = 12.5 %) for the Monthly tab."""
-    pct = mom_pct(current, previous)
-    return None if pct is None else (pct / 100).quantize(Decimal("0.0001"))
-
-
 def compare(
     report: Mapping[tuple[str, str], CategoryTotal], ledger: Mapping[tuple[str, str], CategoryTotal]
 ) -> list[str]:
@@ -83,74 +66,6 @@ def compare(
         if rv != gv:
             out.append(f"{key[0].upper()} {key[1]}: report count/gross/net {rv} vs ledger {gv}")
     return out
-
-
-def ledger_movements(ctx: Context, month: Month) -> list[Movement]:
-    iv = month.interval(ctx.tz)
-    return [t.movement() for t in ctx.ledger.transactions_between(iv.start, iv.end)]
-
-
-def month_fully_synced(ctx: Context, month: Month) -> bool:
-    synced = ctx.ledger.synced_days(ctx.tz_name)
-    return all(d in synced for d in iter_days(month.first_day, month.last_day))
-
-
-def previous_net(ctx: Context, month: Month, mode: str) -> dict[str, int]:
-    """Net revenue per currency of the month before, from its report or a complete ledger."""
-    prev = month.previous()
-    stored = ctx.ledger.monthly_result(str(prev), ctx.tz_name, mode)
-    if stored is not None:
-        return {
-            ccy: CurrencyFigures.from_json(ccy, d).lines.net_revenue
-            for ccy, d in stored["currencies"].items()
-        }
-    if month_fully_synced(ctx, prev):
-        return {
-            ccy: s.lines.net_revenue for ccy, s in summarize(ledger_movements(ctx, prev)).items()
-        }
-    return {}
-
-
-def monthly_rows(
-    month: Month,
-    figures: Mapping[str, CurrencyFigures],
-    previous: Mapping[str, int],
-    *,
-    reconciled: bool,
-    source: str,
-) -> list[MonthlyRow]:
-    return [
-        MonthlyRow(
-            month=str(month),
-            currency=ccy,
-            lines=f.lines,
-            starting_balance=f.starting_balance,
-            ending_balance=f.ending_balance,
-            mom_net_revenue_pct=mom_fraction(f.lines.net_revenue, previous.get(ccy)),
-            reconciled=reconciled,
-            source=source,
-        )
-        for ccy, f in sorted(figures.items())
-    ]
-
-
-def rows_from_ledger(ctx: Context) -> list[MonthlyRow]:
-    """Every month's row from the results saved in the ledger (no call to Stripe)."""
-    rows: list[MonthlyRow] = []
-    for m in ctx.ledger.monthly_months(ctx.tz_name, ctx.mode):
-        data = ctx.ledger.monthly_result(m, ctx.tz_name, ctx.mode)
-        if data is None:
-            continue
-        month = Month.parse(m)
-        figures = {ccy: CurrencyFigures.from_json(ccy, d) for ccy, d in data["currencies"].items()}
-        rows += monthly_rows(
-            month,
-            figures,
-            previous_net(ctx, month, ctx.mode),
-            reconciled=bool(data["reconciled"]),
-            source=str(data.get("source") or "report"),
-        )
-    return rows
 
 
 def _figures(
@@ -292,3 +207,53 @@ def monthly(
     return MonthlyResult(
         target, figures, reconciled, mismatches, source_label, livemode, rows, dry_run=dry_run
     )
+
+
+# -- the month and its email ---------------------------------------------------------------
+
+
+@dataclass
+class MonthlyOutcome:
+    result: MonthlyResult
+    sends: list[SendOutcome] = field(default_factory=list)
+    skipped_send: str | None = None
+
+
+def monthly_and_send(
+    ctx: Context,
+    *,
+    month: Month | None,
+    archive_dir: Path,
+    mode: str,
+    email: Email | None,
+    dry_run: bool = False,
+) -> MonthlyOutcome:
+    result = monthly(ctx, month=month, archive_dir=archive_dir, dry_run=dry_run, mode=mode)
+    outcome = MonthlyOutcome(result)
+    if email is None:
+        outcome.skipped_send = "not sending (--no-send, or INVESTOR_EMAILS not set)"
+    elif dry_run:
+        outcome.skipped_send = "dry run: no email sent"
+    else:
+        report = build_report(
+            ctx.ledger, month=result.month, timezone=ctx.tz_name, mode=mode, company=email.company
+        )
+        outcome.sends = send_month(
+            ctx.ledger,
+            report,
+            sender=email.sender,
+            recipients=email.recipients,
+            mailer=email.mailer,
+            allow_test_data=email.allow_test_data,
+        )
+    return outcome
+
+
+def month_due(ctx: Context, *, mode: str, email: Email | None) -> Month | None:
+    """The last closed month, if it still lacks its report or an investor's email."""
+    month = last_closed_month(ctx.now, ctx.tz)
+    if ctx.ledger.monthly_result(str(month), ctx.tz_name, mode) is None:
+        return month
+    if email is not None and pending_recipients(ctx.ledger, str(month), email.recipients):
+        return month
+    return None

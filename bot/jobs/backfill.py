@@ -1,4 +1,4 @@
-"""`revbot backfill`: fill the ledger for a range of days, fast (issue 6).
+"""`revbot backfill`: fill the ledger for a range of days, fast.
 
 Two ways to get there:
 
@@ -22,7 +22,6 @@ from __future__ import annotations
 import bisect
 import itertools
 import logging
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -30,11 +29,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from bot.errors import UsageError
-from bot.jobs import Context, Source, refresh_dashboard
+from bot.jobs.context import Context
+from bot.jobs.projection import refresh_dashboard
 from bot.ledger import Ledger
 from bot.periods import (
     Interval,
@@ -44,7 +44,7 @@ from bot.periods import (
     require_past_day,
     yesterday,
 )
-from bot.stripe_source import PAGE_SIZE, Paging  # PAGE_SIZE: Stripe's largest list page
+from bot.stripe_port import PAGE_SIZE, Paging, StripePort
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ JOB = "backfill:balance_transactions"  # the key of this job's rows in the ledge
 SPLIT_MIN = 2 * PAGE_SIZE  # split a slice only when its rest looks worth two pages or more
 VIAS = ("api", "report")
 
-# Balance transaction types whose reporting category is not activity (PRODUCT.md §5), so the
+# Balance transaction types whose reporting category is not activity, so the
 # itemized activity report leaves them out; values from the `type` filter's list in Stripe's
 # API spec.
 NON_ACTIVITY_TYPES: tuple[str, ...] = (
@@ -187,100 +187,23 @@ class Reporter(Protocol):
         """A step of the report path (run, download, load), which has no pages to count."""
 
 
-def _clock_text(seconds: float | None) -> str:
-    if seconds is None:
-        return "?"
-    s = int(seconds + 0.5)
-    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+class _NotesReporter:
+    """The default: the report path's steps go to ``ctx.progress``; pages are not counted."""
 
-
-def describe(p: Progress) -> str:
-    return (
-        f"backfill: {p.fraction:.0%} of the range, {p.transactions:,} transactions, "
-        f"{p.pages:,} pages, {p.rate:.1f} req/s, elapsed {_clock_text(p.elapsed)}, "
-        f"ETA {_clock_text(p.eta())}"
-    )
-
-
-class LogReporter:
-    """Plain lines, at most one every ``every`` seconds (for logs and pipes)."""
-
-    def __init__(self, emit: Callable[[str], None], *, every: float = 2.0) -> None:
+    def __init__(self, emit: Callable[[str], None]) -> None:
         self._emit = emit
-        self._every = every
-        self._last = 0.0
-        self._lock = threading.Lock()
 
     def start(self, progress: Progress) -> None:
-        self._last = time.monotonic()
-        self._emit(f"backfill: {progress.total / 86_400:,.1f} days of history to read")
+        pass
 
     def update(self, progress: Progress) -> None:
-        with self._lock:
-            now = time.monotonic()
-            if now - self._last < self._every:
-                return
-            self._last = now
-        self._emit(describe(progress))
+        pass
 
     def finish(self, progress: Progress) -> None:
-        self._emit(describe(progress))
+        pass
 
     def note(self, message: str) -> None:
         self._emit(f"backfill: {message}")
-
-
-class RichReporter:
-    """A rich progress bar on stderr: share of the range, transactions, pages, req/s, ETA."""
-
-    def __init__(self, stream: IO[str] | None = None) -> None:
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            TaskProgressColumn,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-        from rich.progress import Progress as RichProgress
-
-        self._bar = RichProgress(
-            TextColumn("backfill"),
-            BarColumn(),
-            TaskProgressColumn(),
-            TextColumn(
-                "{task.fields[txns]:,} transactions · {task.fields[pages]:,} pages · "
-                "{task.fields[rps]:.1f} req/s"
-            ),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-            console=Console(file=stream or sys.stderr),
-            transient=False,
-        )
-        self._task: Any = None
-
-    def start(self, progress: Progress) -> None:
-        self._bar.start()
-        self._task = self._bar.add_task(
-            "backfill", total=max(1, progress.total), txns=0, pages=0, rps=0.0
-        )
-
-    def update(self, progress: Progress) -> None:
-        self._bar.update(
-            self._task,
-            completed=progress.covered,
-            txns=progress.transactions,
-            pages=progress.pages,
-            rps=progress.rate,
-        )
-
-    def finish(self, progress: Progress) -> None:
-        self.update(progress)
-        self._bar.stop()
-
-    def note(self, message: str) -> None:
-        self._bar.console.log(message)
 
 
 # -- the concurrent API path ------------------------------------------------------------------
@@ -322,7 +245,7 @@ class _Engine:
         self,
         *,
         ledger: Ledger,
-        source: Source,
+        source: StripePort,
         slices: Sequence[tuple[int, int]],
         tz: ZoneInfo,
         days: Sequence[date],
@@ -354,12 +277,12 @@ class _Engine:
         self.fetched = self.inserted = self.changed = self.pages_read = 0
         self.slices = len(self._pending)
         self._started = time.monotonic()
-        self._requests0 = int(getattr(source, "requests", 0))
+        self._requests0 = source.requests
 
     # -- bookkeeping shared by the workers ----------------------------------------------
 
     def snapshot(self) -> Progress:
-        requests = int(getattr(self.source, "requests", 0)) - self._requests0
+        requests = self.source.requests - self._requests0
         return Progress(
             transactions=self.fetched,
             pages=self.pages_read,
@@ -569,7 +492,7 @@ def plan(
 
 def fetch_slices(
     ledger: Ledger,
-    source: Source,
+    source: StripePort,
     *,
     slices: Sequence[tuple[int, int]],
     tz: ZoneInfo,
@@ -623,7 +546,7 @@ def backfill(
     synced = ctx.ledger.synced_days(ctx.tz_name)
     todo = [d for d in iter_days(since, last) if d not in synced]
     skipped = (last - since).days + 1 - len(todo)
-    reporter = reporter if reporter is not None else LogReporter(ctx.progress)
+    reporter = reporter if reporter is not None else _NotesReporter(ctx.progress)
     if not todo:
         stats = FetchStats(0, 0, 0, 0, 0, 0, 0.0)
     elif via == "report":
@@ -675,15 +598,15 @@ def _via_report(
     archive_dir: Path,
     say: Callable[[str], None],
 ) -> FetchStats:
-    from bot.ingest import ingest_itemized
+    from bot.jobs.ingest import ingest_itemized
     from bot.reports import ACTIVITY_ITEMIZED, ReportRequest, ensure_available, obtain
 
     started = time.monotonic()
-    source: Any = ctx.source
+    source = ctx.stripe()
     first, last = min(days), max(days)
     interval = days_interval(first, last, ctx.tz)
     ensure_available(source, ACTIVITY_ITEMIZED, interval, f"{first} … {last}")
-    mode = str(source.mode)
+    mode = source.mode
     request = ReportRequest(ACTIVITY_ITEMIZED, interval, ctx.tz_name, mode)
     say(f"running {ACTIVITY_ITEMIZED} for {first} … {last}")
     path = obtain(source, ctx.ledger, request, archive_dir=archive_dir)

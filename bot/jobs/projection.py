@@ -1,0 +1,177 @@
+"""The dashboard as a projection of the ledger: Daily, Transactions and Monthly rows.
+
+Everything here reads the ledger and writes the dashboard; nothing calls Stripe, so a deleted
+tab or workbook is rebuilt from the ledger alone.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
+
+from bot.dashboard.base import DailyRow, DashboardUpdate, MonthlyRow, TransactionRow
+from bot.jobs.context import Context
+from bot.ledger import StoredTransaction
+from bot.periods import Month, day_interval, iter_days, local_datetime
+from bot.pnl import CurrencyFigures, Movement, mom_fraction, summarize
+
+
+def _parse_utc(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def daily_rows(day: date, txns: Sequence[StoredTransaction], tz: ZoneInfo) -> list[DailyRow]:
+    per_ccy: dict[str, list[StoredTransaction]] = defaultdict(list)
+    for t in txns:
+        per_ccy[t.currency].append(t)
+    rows: list[DailyRow] = []
+    for ccy, summary in summarize(t.movement() for t in txns).items():
+        changed = max(_parse_utc(t.last_changed) for t in per_ccy[ccy])
+        rows.append(
+            DailyRow(
+                date=day,
+                currency=ccy,
+                lines=summary.lines,
+                charges=summary.charges,
+                refunds_count=summary.refunds_count,
+                transactions=summary.transactions,
+                updated_at=changed.astimezone(tz),
+            )
+        )
+    return rows
+
+
+def transaction_row(t: StoredTransaction, tz: ZoneInfo) -> TransactionRow:
+    return TransactionRow(
+        id=t.id,
+        created=local_datetime(t.created, tz),
+        available_on=local_datetime(t.available_on, tz),
+        type=t.type,
+        reporting_category=t.reporting_category,
+        currency=t.currency,
+        amount=t.amount,
+        fee=t.fee,
+        net=t.net,
+        status=t.status,
+        description=t.description,
+        source=t.source,
+    )
+
+
+def dashboard_update_for_days(ctx: Context, days: Iterable[date]) -> DashboardUpdate:
+    daily: list[DailyRow] = []
+    transactions: list[TransactionRow] = []
+    for day in sorted(days):
+        iv = day_interval(day, ctx.tz)
+        txns = ctx.ledger.transactions_between(iv.start, iv.end)
+        daily.extend(daily_rows(day, txns, ctx.tz))
+        transactions.extend(transaction_row(t, ctx.tz) for t in txns)
+    return DashboardUpdate(daily=daily, transactions=transactions)
+
+
+def refresh_dashboard(ctx: Context) -> tuple[list[date], str]:
+    """Write every day queued in the ledger to the dashboard, then dequeue them.
+
+    The queue is filled in the same transaction as the sync, so days synced by a run that
+    crashed before reaching the dashboard are written by the next run.
+    """
+    pending = ctx.ledger.pending_dashboard_days(ctx.tz_name)
+    if pending:
+        ctx.progress(f"writing {len(pending)} day(s) to the dashboard")
+        result = ctx.dashboard.apply(dashboard_update_for_days(ctx, pending))
+        refill_created_tabs(ctx, result.created, already=pending)
+        ctx.ledger.clear_dashboard_pending(ctx.tz_name, pending)
+    return pending, ctx.dashboard.describe()
+
+
+def refill_created_tabs(ctx: Context, created: Iterable[str], *, already: Iterable[date]) -> None:
+    """A tab that was just created (a new workbook or sheet, a tab deleted or renamed) gets
+    everything the ledger knows, not only today's rows: the dashboard is a projection of the
+    ledger and can always be rebuilt from it without calling Stripe."""
+    created = set(created)
+    if not created & {"Daily", "Transactions", "Monthly"}:
+        return
+    done = set(already)
+    days = [d for d in ctx.ledger.synced_days(ctx.tz_name) if d not in done]
+    update = dashboard_update_for_days(ctx, days) if created & {"Daily", "Transactions"} else None
+    monthly = rows_from_ledger(ctx) if "Monthly" in created else []
+    if (update is None or not (update.daily or update.transactions)) and not monthly:
+        return
+    ctx.progress(f"refilling {', '.join(sorted(created))} from the ledger")
+    ctx.dashboard.apply(
+        DashboardUpdate(
+            daily=update.daily if update else (),
+            transactions=update.transactions if update else (),
+            monthly=monthly,
+        )
+    )
+
+
+def ledger_movements(ctx: Context, month: Month) -> list[Movement]:
+    iv = month.interval(ctx.tz)
+    return [t.movement() for t in ctx.ledger.transactions_between(iv.start, iv.end)]
+
+
+def month_fully_synced(ctx: Context, month: Month) -> bool:
+    synced = ctx.ledger.synced_days(ctx.tz_name)
+    return all(d in synced for d in iter_days(month.first_day, month.last_day))
+
+
+def previous_net(ctx: Context, month: Month, mode: str) -> dict[str, int]:
+    """Net revenue per currency of the month before, from its report or a complete ledger."""
+    prev = month.previous()
+    stored = ctx.ledger.monthly_result(str(prev), ctx.tz_name, mode)
+    if stored is not None:
+        return {
+            ccy: CurrencyFigures.from_json(ccy, d).lines.net_revenue
+            for ccy, d in stored["currencies"].items()
+        }
+    if month_fully_synced(ctx, prev):
+        return {
+            ccy: s.lines.net_revenue for ccy, s in summarize(ledger_movements(ctx, prev)).items()
+        }
+    return {}
+
+
+def monthly_rows(
+    month: Month,
+    figures: Mapping[str, CurrencyFigures],
+    previous: Mapping[str, int],
+    *,
+    reconciled: bool,
+    source: str,
+) -> list[MonthlyRow]:
+    return [
+        MonthlyRow(
+            month=str(month),
+            currency=ccy,
+            lines=f.lines,
+            starting_balance=f.starting_balance,
+            ending_balance=f.ending_balance,
+            mom_net_revenue_pct=mom_fraction(f.lines.net_revenue, previous.get(ccy)),
+            reconciled=reconciled,
+            source=source,
+        )
+        for ccy, f in sorted(figures.items())
+    ]
+
+
+def rows_from_ledger(ctx: Context) -> list[MonthlyRow]:
+    """Every month's row from the results saved in the ledger (no call to Stripe)."""
+    rows: list[MonthlyRow] = []
+    for m in ctx.ledger.monthly_months(ctx.tz_name, ctx.mode):
+        data = ctx.ledger.monthly_result(m, ctx.tz_name, ctx.mode)
+        if data is None:
+            continue
+        month = Month.parse(m)
+        figures = {ccy: CurrencyFigures.from_json(ccy, d) for ccy, d in data["currencies"].items()}
+        rows += monthly_rows(
+            month,
+            figures,
+            previous_net(ctx, month, ctx.mode),
+            reconciled=bool(data["reconciled"]),
+            source=str(data.get("source") or "report"),
+        )
+    return rows
