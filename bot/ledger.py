@@ -19,7 +19,8 @@ from typing import Any
 
 from bot.errors import RevbotError
 from bot.inbound import check_transaction
-from bot.pnl import Movement
+from bot.pnl import CurrencyFigures, Movement
+from bot.records import MonthlyRecord, ReportRun, Send
 from bot.text import escaped
 
 SCHEMA_VERSION = 2
@@ -153,6 +154,10 @@ _TXN_COLUMNS = (
     "description, source"
 )
 _STORED_COLUMNS = _TXN_COLUMNS + ", last_changed"
+_RUN_COLUMNS = (
+    "report_type, interval_start, interval_end, timezone, mode, run_id, status, file_path, "
+    "error, updated_at"
+)
 
 
 def _now() -> str:
@@ -651,16 +656,13 @@ class Ledger:
 
     def report_run(
         self, report_type: str, start: int, end: int, timezone: str, mode: str
-    ) -> dict[str, Any] | None:
+    ) -> ReportRun | None:
         rows = self._query(
-            "SELECT run_id, status, file_path, error FROM report_runs WHERE report_type=? "
-            "AND interval_start=? AND interval_end=? AND timezone=? AND mode=?",
+            f"SELECT {_RUN_COLUMNS} FROM report_runs WHERE report_type=? AND interval_start=? "
+            "AND interval_end=? AND timezone=? AND mode=?",
             (report_type, start, end, timezone, mode),
         )
-        if not rows:
-            return None
-        r = rows[0]
-        return {"run_id": r[0], "status": r[1], "file_path": r[2], "error": r[3]}
+        return ReportRun(*rows[0]) if rows else None
 
     def record_report_run(
         self,
@@ -688,30 +690,35 @@ class Ledger:
                  now),
             )  # fmt: skip
 
-    def report_runs(self) -> list[dict[str, Any]]:
+    def report_runs(self) -> list[ReportRun]:
         rows = self._query(
-            "SELECT report_type, interval_start, interval_end, timezone, mode, run_id, status, "
-            "file_path, error, updated_at FROM report_runs ORDER BY interval_start, report_type"
+            f"SELECT {_RUN_COLUMNS} FROM report_runs ORDER BY interval_start, report_type"
         )
-        keys = ("report_type", "interval_start", "interval_end", "timezone", "mode", "run_id",
-                "status", "file_path", "error", "updated_at")  # fmt: skip
-        return [dict(zip(keys, r, strict=True)) for r in rows]
+        return [ReportRun(*r) for r in rows]
 
     # -- monthly results ------------------------------------------------------------------
 
     def save_monthly_result(
-        self, month: str, timezone: str, mode: str, data: Mapping[str, Any], reconciled: bool
+        self, month: str, timezone: str, mode: str, record: MonthlyRecord
     ) -> None:
+        data = {
+            "currencies": {ccy: f.to_json() for ccy, f in record.figures.items()},
+            "mismatches": list(record.mismatches),
+            "source": record.source,
+            "livemode": record.livemode,
+            "generated_at": record.generated_at,
+        }
         with self.transaction() as conn:
             conn.execute(
                 "INSERT INTO monthly_results (month, timezone, mode, data, reconciled, "
                 "computed_at) VALUES (?,?,?,?,?,?) ON CONFLICT (month, timezone, mode) DO "
                 "UPDATE SET data=excluded.data, reconciled=excluded.reconciled, "
                 "computed_at=excluded.computed_at",
-                (month, timezone, mode, json.dumps(data, sort_keys=True), int(reconciled), _now()),
-            )
+                (month, timezone, mode, json.dumps(data, sort_keys=True), int(record.reconciled),
+                 _now()),
+            )  # fmt: skip
 
-    def monthly_result(self, month: str, timezone: str, mode: str) -> dict[str, Any] | None:
+    def monthly_result(self, month: str, timezone: str, mode: str) -> MonthlyRecord | None:
         rows = self._query(
             "SELECT data, reconciled FROM monthly_results WHERE month=? AND timezone=? AND mode=?",
             (month, timezone, mode),
@@ -719,8 +726,16 @@ class Ledger:
         if not rows:
             return None
         data: dict[str, Any] = json.loads(rows[0][0])
-        data["reconciled"] = bool(rows[0][1])
-        return data
+        return MonthlyRecord(
+            figures={
+                ccy: CurrencyFigures.from_json(ccy, d) for ccy, d in data["currencies"].items()
+            },
+            mismatches=tuple(data.get("mismatches") or ()),
+            source=str(data.get("source") or "report"),
+            livemode=bool(data.get("livemode")),
+            reconciled=bool(rows[0][1]),
+            generated_at=data.get("generated_at"),
+        )
 
     def monthly_months(self, timezone: str, mode: str) -> list[str]:
         rows = self._query(
@@ -731,7 +746,7 @@ class Ledger:
 
     # -- sends ----------------------------------------------------------------------------
 
-    def sends(self, month: str | None = None) -> list[dict[str, Any]]:
+    def sends(self, month: str | None = None) -> list[Send]:
         sql = (
             "SELECT month, recipient, generation, idempotency_key, status, provider_id, "
             "intent_at, sent_at FROM sends"
@@ -740,10 +755,8 @@ class Ledger:
         if month is not None:
             sql += " WHERE month = ?"
             params = (month,)
-        keys = ("month", "recipient", "generation", "idempotency_key", "status", "provider_id",
-                "intent_at", "sent_at")  # fmt: skip
         rows = self._query(sql + " ORDER BY month, recipient, generation", params)
-        return [dict(zip(keys, r, strict=True)) for r in rows]
+        return [Send(*r) for r in rows]
 
     def record_send_intent(self, month: str, recipient: str, generation: int, key: str) -> None:
         with self.transaction() as conn:

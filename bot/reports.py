@@ -89,14 +89,9 @@ def obtain(
     )
     dest = archive_dir / request.archive_name()
     known = ledger.report_run(*key)
-    if (
-        known
-        and known["status"] == "succeeded"
-        and known["file_path"]
-        and Path(known["file_path"]).exists()
-    ):
-        return Path(known["file_path"])
-    run_id = known["run_id"] if known and known["status"] != "failed" else None
+    if known and known.status == "succeeded" and known.file_path and Path(known.file_path).exists():
+        return Path(known.file_path)
+    run_id = known.run_id if known and known.status != "failed" else None
     if run_id is None:
         ledger.record_report_run(*key, run_id=None, status="creating")
         params: dict[str, Any] = {
@@ -107,9 +102,9 @@ def obtain(
         if request.columns:
             params["columns"] = list(request.columns)
         idem = request.idempotency_key()
-        if known and known["status"] == "failed":
+        if known and known.status == "failed":
             # A failed run is final at Stripe; a new attempt needs a new key.
-            idem += "-retry-" + hashlib.sha256((known.get("run_id") or "").encode()).hexdigest()[:8]
+            idem += "-retry-" + hashlib.sha256((known.run_id or "").encode()).hexdigest()[:8]
         run = source.create_report_run(request.report_type, params, idempotency_key=idem)
         run_id = str(run["id"])
         ledger.record_report_run(*key, run_id=run_id, status=str(run["status"]))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import asdict
 from datetime import date, timedelta
 from typing import Any
 
@@ -29,20 +30,20 @@ def collect(ledger: Ledger, timezone: str) -> dict[str, Any]:
         "days_synced": len(synced),
         "gaps": [{"from": a.isoformat(), "to": b.isoformat()} for a, b in gaps(synced)],
         "dashboard_pending_days": [d.isoformat() for d in ledger.pending_dashboard_days(timezone)],
-        "report_runs": ledger.report_runs(),
+        "report_runs": [asdict(r) for r in ledger.report_runs()],
         "months": [
             {
                 "month": m,
                 "mode": mode,
-                "reconciled": bool(r["reconciled"]),
-                "source": r.get("source"),
-                "mismatches": r.get("mismatches", []),
+                "reconciled": r.reconciled,
+                "source": r.source,
+                "mismatches": list(r.mismatches),
             }
             for mode in ("live", "test")
             for m in ledger.monthly_months(timezone, mode)
             if (r := ledger.monthly_result(m, timezone, mode)) is not None
         ],
-        "sends": ledger.sends(),
+        "sends": [asdict(s) for s in ledger.sends()],
     }
 
 

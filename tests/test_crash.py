@@ -363,7 +363,7 @@ def check(inst: Installation, account: SandboxAccount) -> Outcome:
         assert ledger.pending_dashboard_days("UTC") == []
     finally:
         ledger.close()
-    assert sorted((s["recipient"], s["status"], s["generation"]) for s in sends) == [
+    assert sorted((s.recipient, s.status, s.generation) for s in sends) == [
         (r, "sent", 1) for r in sorted(INVESTORS)
     ]
     # Synced days are contiguous and cover the closed month through yesterday.

@@ -99,7 +99,7 @@ def test_crash_after_send_before_record(mail_cli: Cli, resend_fake: FakeResendSe
     proc.wait()
     assert len(resend_fake.messages) == 1
     ledger = Ledger.open(Path(mail_cli.env["DATA_DIR"]) / "state.sqlite")
-    assert [s["status"] for s in ledger.sends(str(LAST))] == ["intent"]
+    assert [s.status for s in ledger.sends(str(LAST))] == ["intent"]
     ledger.close()
     run = mail_cli("monthly", "--month", str(LAST))
     assert run.exit_code == 0, run.stderr
@@ -177,8 +177,7 @@ def test_json_outputs_parse_and_match_the_ledger(
     assert stored is not None
     for ccy, fig in data["figures"].items():
         assert (
-            fig["minor_units"]["gross_revenue"]
-            == stored["currencies"][ccy.lower()]["lines"]["gross_revenue"]
+            fig["minor_units"]["gross_revenue"] == stored.figures[ccy.lower()].lines.gross_revenue
         )
     run = mail_cli("daily", "--json")
     assert run.exit_code == 0, run.stderr

@@ -417,7 +417,7 @@ def delivered(fake: FakeResendServer) -> dict[str, int]:
 def sends(cli: Cli) -> dict[str, tuple[str, Any]]:
     ledger = Ledger.open(Path(cli.env["DATA_DIR"]) / "state.sqlite", read_only=True)
     try:
-        return {s["recipient"]: (s["status"], s["provider_id"]) for s in ledger.sends(str(LAST))}
+        return {s.recipient: (s.status, s.provider_id) for s in ledger.sends(str(LAST))}
     finally:
         ledger.close()
 

@@ -92,3 +92,32 @@ def test_incidents_alert_once(tmp_path: Path) -> None:
     assert ledger.open_incident("sync:stale", "no sync for 4 days") is False
     ledger.resolve_incidents("sync:")
     assert ledger.open_incident("sync:stale", "again") is True
+
+
+def test_records_come_back_typed(tmp_path: Path) -> None:
+    """Report runs, monthly results and sends are frozen dataclasses; the ledger owns their
+    serialization, so what is saved is what comes back."""
+    from dataclasses import FrozenInstanceError
+
+    from bot.pnl import CurrencyFigures, PnlLines
+    from bot.records import MonthlyRecord, ReportRun, Send
+
+    ledger = Ledger.open(tmp_path / "state.sqlite")
+    fig = CurrencyFigures("jpy", PnlLines(gross_revenue=1200, stripe_fees=-43), 10, 1167)
+    record = MonthlyRecord({"jpy": fig}, ("JPY charge: differs",), "report (ledger differs)",
+                           livemode=False, reconciled=False, generated_at="2026-11-01T06:15:00+00:00")  # fmt: skip
+    ledger.save_monthly_result("2026-10", "UTC", "test", record)
+    assert ledger.monthly_result("2026-10", "UTC", "test") == record
+    assert ledger.monthly_result("2026-10", "UTC", "live") is None
+    ledger.record_report_run(
+        "balance.summary.1", 1, 2, "UTC", "test", run_id="frr_1", status="pending"
+    )
+    [run] = ledger.report_runs()
+    assert isinstance(run, ReportRun) and (run.run_id, run.status) == ("frr_1", "pending")
+    assert ledger.report_run("balance.summary.1", 1, 2, "UTC", "test") == run
+    ledger.record_send_intent("2026-10", "ann@fund.example", 1, "key-1")
+    [send] = ledger.sends("2026-10")
+    assert isinstance(send, Send) and (send.status, send.provider_id) == ("intent", None)
+    with pytest.raises(FrozenInstanceError):
+        send.status = "sent"  # type: ignore[misc]
+    ledger.close()

@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 from bot.errors import ConfigError, RevbotError, ServiceError
 from bot.jobs.context import Context
@@ -36,10 +35,6 @@ def idempotency_key(month: str, recipient: str, generation: int) -> str:
     return f"revbot-investor-pnl/{month}/g{generation}/{digest}"
 
 
-def _figures(data: dict[str, Any]) -> dict[str, CurrencyFigures]:
-    return {ccy: CurrencyFigures.from_json(ccy, d) for ccy, d in data["currencies"].items()}
-
-
 def build_report(
     ledger: Ledger, *, month: Month, timezone: str, mode: str, company: str
 ) -> MonthlyReport:
@@ -50,7 +45,7 @@ def build_report(
             f"no report for {month} in the ledger yet; run `revbot monthly --month {month} "
             "--no-send` first"
         )
-    figures = _figures(stored)
+    figures = stored.figures
     history_months = [month]
     for _ in range(11):
         history_months.insert(0, history_months[0].previous())
@@ -58,7 +53,7 @@ def build_report(
     for m in history_months[:-1]:
         data = ledger.monthly_result(str(m), timezone, mode)
         if data is not None:
-            past[str(m)] = _figures(data)
+            past[str(m)] = data.figures
     prev = past.get(str(month.previous()), {})
     currencies = []
     for ccy, f in sorted(figures.items()):
@@ -80,13 +75,13 @@ def build_report(
                 history=history,
             )
         )
-    computed = stored.get("generated_at") or "2000-01-01T00:00:00+00:00"
+    computed = stored.generated_at or "2000-01-01T00:00:00+00:00"
     return MonthlyReport(
         company=company,
         month=str(month),
         timezone=timezone,
-        livemode=bool(stored.get("livemode")),
-        reconciled=bool(stored["reconciled"]),
+        livemode=stored.livemode,
+        reconciled=stored.reconciled,
         currencies=tuple(currencies),
         generated_at=datetime.fromisoformat(computed),
     )
@@ -132,25 +127,25 @@ def send_month(
     rendered = render(report)
     outcomes: list[SendOutcome] = []
     for recipient in recipients:
-        history = [s for s in ledger.sends(report.month) if s["recipient"] == recipient]
-        latest = max(history, key=lambda s: s["generation"], default=None)
-        if latest is None or (new_generation and latest["status"] == "sent"):
-            generation = 1 if latest is None else latest["generation"] + 1
+        history = [s for s in ledger.sends(report.month) if s.recipient == recipient]
+        latest = max(history, key=lambda s: s.generation, default=None)
+        if latest is None or (new_generation and latest.status == "sent"):
+            generation = 1 if latest is None else latest.generation + 1
         else:
-            generation = latest["generation"]
-            if latest["status"] == "sent":
+            generation = latest.generation
+            if latest.status == "sent":
                 outcomes.append(
-                    SendOutcome(recipient, generation, "already-sent", latest["provider_id"])
+                    SendOutcome(recipient, generation, "already-sent", latest.provider_id)
                 )
                 continue
-            intent_at = datetime.fromisoformat(latest["intent_at"])
+            intent_at = datetime.fromisoformat(latest.intent_at)
             if now - intent_at > REPLAY_WINDOW:
                 log.warning(
                     "%s: an earlier send to %s may or may not have gone out (%s); not sending "
                     "again automatically",
                     report.month,
                     recipient,
-                    latest["intent_at"],
+                    latest.intent_at,
                 )
                 outcomes.append(SendOutcome(recipient, generation, "uncertain"))
                 continue
@@ -169,7 +164,7 @@ def send_month(
 
 def pending_recipients(ledger: Ledger, month: str, recipients: Sequence[str]) -> list[str]:
     """Recipients who have no sent message for ``month`` yet."""
-    sent = {s["recipient"] for s in ledger.sends(month) if s["status"] == "sent"}
+    sent = {s.recipient for s in ledger.sends(month) if s.status == "sent"}
     return [r for r in recipients if r not in sent]
 
 

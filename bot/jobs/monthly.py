@@ -34,6 +34,7 @@ from bot.jobs.projection import (
 from bot.jobs.sync import sync_days
 from bot.periods import Interval, Month, iter_days, last_closed_month, require_closed_month
 from bot.pnl import CategoryTotal, CurrencyFigures, Movement, PnlLines, by_category, summarize
+from bot.records import MonthlyRecord
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +130,8 @@ def monthly(
             ctx.ledger.report_run(r.report_type, iv.start, iv.end, ctx.tz_name, mode)
             for r in (request(reports.ACTIVITY_SUMMARY), request(reports.BALANCE_SUMMARY))
         ]
-        if not all(k and k["status"] == "succeeded" and k["file_path"] for k in known):
+        runs = [k for k in known if k and k.status == "succeeded" and k.file_path]
+        if len(runs) < len(known):
             # A dry run creates nothing at Stripe: without recorded runs, the ledger speaks.
             movements = ledger_movements(ctx, target)
             figures = _figures(movements, None)
@@ -143,8 +145,8 @@ def monthly(
             return MonthlyResult(
                 target, figures, False, [], "ledger (dry run)", mode == "live", rows, dry_run=True
             )
-        activity_path = Path(known[0]["file_path"])  # type: ignore[index]
-        balance_path = Path(known[1]["file_path"])  # type: ignore[index]
+        activity_path = Path(str(runs[0].file_path))
+        balance_path = Path(str(runs[1].file_path))
     else:
         activity_path = reports.obtain(
             source,
@@ -188,18 +190,20 @@ def monthly(
     )
     livemode = mode == "live" and False not in ctx.ledger.livemodes(iv.start, iv.end)
     if not dry_run:
-        data: dict[str, Any] = {
-            "currencies": {ccy: f.to_json() for ccy, f in figures.items()},
-            "mismatches": mismatches,
-            "source": source_label,
-            "livemode": livemode,
-        }
+        record = MonthlyRecord(
+            figures=figures,
+            mismatches=tuple(mismatches),
+            source=source_label,
+            livemode=livemode,
+            reconciled=reconciled,
+        )
         # The email shows when its figures were produced; a re-run with the same figures
         # keeps that time, so a re-rendered email is byte-identical (idempotent sends).
-        old = ctx.ledger.monthly_result(str(target), ctx.tz_name, mode) or {}
-        same = {k: old.get(k) for k in data} == data and old.get("reconciled") == reconciled
-        data["generated_at"] = old.get("generated_at") if same else ctx.now.isoformat()
-        ctx.ledger.save_monthly_result(str(target), ctx.tz_name, mode, data, reconciled)
+        old = ctx.ledger.monthly_result(str(target), ctx.tz_name, mode)
+        same = old is not None and old.same_figures(record)
+        generated = old.generated_at if old is not None and same else ctx.now.isoformat()
+        record = replace(record, generated_at=generated)
+        ctx.ledger.save_monthly_result(str(target), ctx.tz_name, mode, record)
         written = ctx.dashboard.apply(DashboardUpdate(monthly=rows))
         refill_created_tabs(ctx, written.created, already=())
         # The re-sync above may have queued days for the Daily tab too.

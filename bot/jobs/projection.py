@@ -124,10 +124,7 @@ def previous_net(ctx: Context, month: Month, mode: str) -> dict[str, int]:
     prev = month.previous()
     stored = ctx.ledger.monthly_result(str(prev), ctx.tz_name, mode)
     if stored is not None:
-        return {
-            ccy: CurrencyFigures.from_json(ccy, d).lines.net_revenue
-            for ccy, d in stored["currencies"].items()
-        }
+        return {ccy: f.lines.net_revenue for ccy, f in stored.figures.items()}
     if month_fully_synced(ctx, prev):
         return {
             ccy: s.lines.net_revenue for ccy, s in summarize(ledger_movements(ctx, prev)).items()
@@ -166,12 +163,12 @@ def rows_from_ledger(ctx: Context) -> list[MonthlyRow]:
         if data is None:
             continue
         month = Month.parse(m)
-        figures = {ccy: CurrencyFigures.from_json(ccy, d) for ccy, d in data["currencies"].items()}
+        figures = data.figures
         rows += monthly_rows(
             month,
             figures,
             previous_net(ctx, month, ctx.mode),
-            reconciled=bool(data["reconciled"]),
-            source=str(data.get("source") or "report"),
+            reconciled=data.reconciled,
+            source=data.source,
         )
     return rows
