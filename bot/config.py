@@ -107,6 +107,7 @@ class Settings:
     company_name: str = "Your company"
     slack_webhook_url: Secret | None = None
     alert_emails: tuple[str, ...] = ()
+    sheet_transactions_days: int = 400
     secrets: tuple[Secret, ...] = field(default=(), repr=False)
 
     @property
@@ -227,6 +228,14 @@ def resolve(
             f"STRIPE_MAX_RPS={shown_rps!r} must be a number of requests per second in (0.1, 100]"
         )
 
+    days_text = (src.get("SHEET_TRANSACTIONS_DAYS", "400") or "400").strip()
+    if not re.fullmatch(r"\d{1,6}", days_text):
+        shown_days = days_text if len(days_text) <= 20 else days_text[:19] + "…"
+        raise ConfigError(
+            f"SHEET_TRANSACTIONS_DAYS={shown_days!r} must be a whole number of days, e.g. 400 "
+            "(0: no Transactions tab)"
+        )
+
     resend_key = src.get("RESEND_API_KEY")
     resend_secret = Secret(resend_key) if resend_key else None
     if resend_secret:
@@ -265,6 +274,7 @@ def resolve(
         company_name=src.get("COMPANY_NAME", "Your company") or "Your company",
         slack_webhook_url=slack_secret,
         alert_emails=parse_address_list(src.get("ALERT_EMAILS") or "", variable="ALERT_EMAILS"),
+        sheet_transactions_days=int(days_text),
         secrets=tuple(secrets),
     )
 

@@ -125,6 +125,10 @@ CREATE TABLE IF NOT EXISTS alerts (
 )
 
 
+# A meta key: the last time a dashboard limit trimmed the Transactions tab, in one sentence.
+DASHBOARD_TRIMMED = "dashboard_trimmed"
+
+
 class LedgerError(RevbotError):
     """The ledger file cannot be used as it is."""
 

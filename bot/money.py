@@ -6,6 +6,7 @@ units; never a float.
 
 from __future__ import annotations
 
+import functools
 from decimal import Decimal, InvalidOperation
 
 # Stripe's zero-decimal currencies (docs: currencies). UGX is deliberately absent: Stripe
@@ -29,6 +30,7 @@ class MoneyError(ValueError):
     """An amount that cannot be represented exactly in its currency."""
 
 
+@functools.lru_cache(maxsize=512)
 def exponent(currency: str) -> int:
     """Number of decimals Stripe uses for ``currency`` (case-insensitive ISO code)."""
     code = normalize_currency(currency)
@@ -83,6 +85,7 @@ def format_amount(minor: int, currency: str, *, signed: bool = False) -> str:
     return f"+{text}" if signed and minor > 0 else text
 
 
+@functools.lru_cache(maxsize=512)
 def number_format(currency: str) -> str:
     """Spreadsheet number format for a currency, shared by the workbook and the Sheet."""
     exp = exponent(currency)

@@ -7,7 +7,7 @@ from dataclasses import asdict
 from datetime import date, timedelta
 from typing import Any
 
-from bot.ledger import Ledger
+from bot.ledger import DASHBOARD_TRIMMED, Ledger
 
 
 def gaps(days: list[date]) -> list[tuple[date, date]]:
@@ -30,6 +30,8 @@ def collect(ledger: Ledger, timezone: str) -> dict[str, Any]:
         "days_synced": len(synced),
         "gaps": [{"from": a.isoformat(), "to": b.isoformat()} for a, b in gaps(synced)],
         "dashboard_pending_days": [d.isoformat() for d in ledger.pending_dashboard_days(timezone)],
+        # Set once a dashboard limit (xlsx rows, Sheets cells) trimmed the Transactions tab.
+        "dashboard_trimmed": ledger.get_meta(DASHBOARD_TRIMMED),
         "report_runs": [asdict(r) for r in ledger.report_runs()],
         "months": [
             {
@@ -68,6 +70,8 @@ def render_text(report: dict[str, Any]) -> str:
         lines.append("gaps: none")
     if report["dashboard_pending_days"]:
         lines.append(f"dashboard behind by {len(report['dashboard_pending_days'])} day(s)")
+    if report.get("dashboard_trimmed"):
+        lines.append(f"dashboard: {report['dashboard_trimmed']}")
     for m in report["months"]:
         state = "reconciled" if m["reconciled"] else "NOT reconciled"
         lines.append(f"month {m['month']} ({m['mode']}): {state}, figures from {m['source']}")

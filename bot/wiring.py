@@ -103,6 +103,7 @@ def make_context(
         now=now or datetime.now(UTC),
         progress=progress or (lambda _m: None),
         mode=settings.key_mode or "test",
+        transactions_days=settings.sheet_transactions_days,
     )
 
 

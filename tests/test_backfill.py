@@ -480,3 +480,47 @@ def test_the_fast_listing_stores_exactly_what_stripe_sent(
     for t in sandbox_account.transactions:
         if t["id"] in stored:
             assert json.dumps(stored[t["id"]], sort_keys=True) == json.dumps(t, sort_keys=True)
+
+
+class _Watcher:
+    """A backfill reporter that notes, page by page, how many days the dashboard has."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.seen: list[int] = []
+
+    def start(self, progress: bf.Progress) -> None:
+        pass
+
+    def update(self, progress: bf.Progress) -> None:
+        if self.path.exists():
+            with self.path.open("rb") as fh:  # a file that is there is whole: replaced atomically
+                daily = load_workbook(fh)["Daily"]
+                self.seen.append(len({r[0] for r in daily.iter_rows(min_row=2, values_only=True)}))
+        else:
+            self.seen.append(0)
+
+    def finish(self, progress: bf.Progress) -> None:
+        pass
+
+    def note(self, message: str) -> None:
+        pass
+
+
+def test_the_dashboard_is_written_while_the_fetch_goes_on(tmp_path: Path) -> None:
+    end = datetime.now(UTC).date()
+    account = SandboxAccount.generate(end=end, days=20, seed=3, scale=3.0)
+    with SandboxServer(account, latency=0.05) as server:
+        ledger = Ledger.open(tmp_path / "state.sqlite")
+        ctx = job_context(ledger, server)
+        ctx.source = source_for(server, max_rps=8.0)  # slow enough to take several seconds
+        watcher = _Watcher(tmp_path / "dashboard.xlsx")
+        result = bf.backfill(ctx, since=end - timedelta(days=20), workers=2, reporter=watcher)
+        assert result.days_fetched == 20 and result.pages >= 10
+        # Before the last page, the workbook already held some of the days, not all of them.
+        assert any(0 < n < 20 for n in watcher.seen[:-1]), watcher.seen
+        days = {
+            r[0].date() for r in WorkbookDashboard(tmp_path / "dashboard.xlsx").read_rows("Daily")
+        }
+        assert days == set(ledger.synced_days("UTC"))
+        ledger.close()

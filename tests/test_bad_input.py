@@ -196,6 +196,10 @@ CASES = [
     Case("max-rps-underflow", "`STRIPE_MAX_RPS=1e-300`", ("daily",), 78,
          "STRIPE_MAX_RPS='1e-300' must be a number of requests per second in (0.1, 100]",
          env={"STRIPE_MAX_RPS": "1e-300"}),
+    Case("transactions-days", "`SHEET_TRANSACTIONS_DAYS=a year`", ("daily",), 78,
+         "SHEET_TRANSACTIONS_DAYS='a year' must be a whole number of days, e.g. 400 (0: no "
+         "Transactions tab)",
+         env={"SHEET_TRANSACTIONS_DAYS": "a year"}),
     # -- time zone ---------------------------------------------------------------------
     Case("unknown-zone", "`REPORT_TIMEZONE=Europe/Atlantis`", ("daily",), 78,
          "REPORT_TIMEZONE='Europe/Atlantis' is not an IANA time zone; use e.g. UTC or Europe/Berlin",

@@ -16,6 +16,7 @@ import os
 import pickle
 import shutil
 import socket
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -279,36 +280,31 @@ class _Planted:
 def test_a_planted_pickle_runs_nothing(cli: Cli, sandbox: SandboxServer, tmp_path: Path) -> None:
     sandbox.data_available_end = 0
     assert cli("daily", "--date", days_ago(3).isoformat()).exit_code == 0
-    snapshot = _data(cli) / ".dashboard.xlsx.snapshot"
-    assert snapshot.exists()
-    json.loads(snapshot.read_bytes())  # what revbot writes is JSON
+    cache = _data(cli) / ".dashboard.xlsx.cache"
+    assert cache.exists()
     marker = tmp_path / "pwned"
-    snapshot.write_bytes(pickle.dumps({"format": 3, "x": _Planted(marker)}))
+    planted = pickle.dumps({"format": 3, "x": _Planted(marker)})
+    # The workbook's cache, and the snapshot an earlier version kept: data, never code.
+    cache.write_bytes(planted)
+    (_data(cli) / ".dashboard.xlsx.snapshot").write_bytes(planted)
     run = cli("daily", "--date", DAY.isoformat())
     assert run.exit_code == 0, run.stderr
     assert not marker.exists()
-    days = {
-        r[0]
-        for r in load_workbook(_data(cli) / "dashboard.xlsx")["Daily"].iter_rows(
-            min_row=2, values_only=True
-        )
-    }
-    assert {d.date() for d in days} >= {days_ago(3), DAY}
 
 
-def test_a_snapshot_with_the_wrong_shape_is_ignored(cli: Cli, sandbox: SandboxServer) -> None:
+def test_a_damaged_workbook_cache_costs_a_rebuild(cli: Cli, sandbox: SandboxServer) -> None:
     sandbox.data_available_end = 0
     assert cli("daily", "--date", days_ago(3).isoformat()).exit_code == 0
-    snapshot = _data(cli) / ".dashboard.xlsx.snapshot"
-    data = json.loads(snapshot.read_bytes())
-    data["tabs"]["Daily"][0][0][0] = {"__class__": "os.system"}  # not a cell value
-    snapshot.write_text(json.dumps(data))
+    with sqlite3.connect(_data(cli) / ".dashboard.xlsx.cache") as conn:
+        conn.execute("UPDATE chunks SET data = ?", (b"\x00 not deflate",))
+        conn.execute("UPDATE rows SET xml = '<row><c><v>oops</v></c></row>'")
     run = cli("daily", "--date", DAY.isoformat())
     assert run.exit_code == 0, run.stderr
-    rows = list(
-        load_workbook(_data(cli) / "dashboard.xlsx")["Daily"].iter_rows(min_row=2, values_only=True)
-    )
-    assert all(not isinstance(v, dict) for r in rows for v in r) and len(rows) >= 2
+    wb = load_workbook(_data(cli) / "dashboard.xlsx")
+    days = {r[0].date() for r in wb["Daily"].iter_rows(min_row=2, values_only=True)}
+    assert {days_ago(3), DAY} <= days  # refilled from the ledger, the damaged rows gone
+    assert all(r[0] != "oops" for r in wb["Daily"].iter_rows(min_row=2, values_only=True))
+    assert wb["Transactions"].max_row > 1
 
 
 # -- 3. every wait is bounded ------------------------------------------------------------------
@@ -449,7 +445,7 @@ def test_a_full_disk_is_one_line(cli: Cli, sandbox: SandboxServer, tmp_path: Pat
     assert cli("daily", "--date", days_ago(3).isoformat()).exit_code == 0
     src = _data(cli)
     (src / "dashboard.xlsx").unlink()
-    (src / ".dashboard.xlsx.snapshot").unlink()
+    (src / ".dashboard.xlsx.cache").unlink()
     used = sum(p.stat().st_size for p in src.rglob("*") if p.is_file())
     small = tmp_path / "small"
     small.mkdir()

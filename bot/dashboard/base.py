@@ -20,6 +20,9 @@ from bot.text import printable
 # The most characters one cell holds: Excel's limit, and Google Sheets'.
 XLSX_CELL_LIMIT = 32_767
 SHEETS_CELL_LIMIT = 50_000
+# The most rows one xlsx sheet holds, and the most cells one Google spreadsheet holds.
+XLSX_ROW_LIMIT = 1_048_576
+SHEETS_SPREADSHEET_CELL_LIMIT = 10_000_000
 
 
 def sink_text(value: str, limit: int) -> str:
@@ -182,6 +185,12 @@ class DashboardUpdate:
     daily: Sequence[DailyRow] = ()
     monthly: Sequence[MonthlyRow] = ()
     transactions: Sequence[TransactionRow] = ()
+    # The Transactions tab keeps the days from this one on (SHEET_TRANSACTIONS_DAYS): rows of
+    # older days (by ``created``, a local date) are removed from the tab, oldest first, and
+    # none is written. None: every day is kept. ``keep_transactions=False``
+    # (SHEET_TRANSACTIONS_DAYS=0): the tab is not kept at all, and removed if it exists.
+    transactions_from: date | None = None
+    keep_transactions: bool = True
 
     def rows_for(self, tab: TabSpec) -> Sequence[Row]:
         if tab is DAILY:
@@ -199,6 +208,11 @@ class WriteResult:
     # Tabs of ours that did not exist before this write (new dashboard, or a tab a founder
     # deleted or renamed): the caller refills them from the ledger.
     created: tuple[str, ...] = ()
+    # Set when a limit of the dashboard (xlsx rows, Sheets cells) made this write keep fewer
+    # Transactions days than asked: one sentence naming the limit and the first day kept,
+    # e.g. "Transactions keeps the days from 2026-03-02 on: Google Sheets' limit of
+    # 10,000,000 cells per spreadsheet". The caller says it once (log, status).
+    trimmed: str | None = None
 
 
 class Dashboard(Protocol):

@@ -1,8 +1,17 @@
-"""The local workbook dashboard, ``DATA_DIR/dashboard.xlsx`` (openpyxl).
+"""The local workbook dashboard, ``DATA_DIR/dashboard.xlsx``.
 
 Same tabs, columns and cell meaning as the Google Sheet. Rows are upserted by key; a row whose
 cells did not change is left as it is, so re-running a day leaves the file's rows identical.
 The file is replaced atomically: a crash leaves the old workbook or the new one.
+
+Two ways to write it:
+
+- fast (:mod:`bot.dashboard.workbook_fast`), whenever the file on disk is one revbot wrote (its
+  SHA-256 is among the last ones recorded in the cache) or there is none yet: the file is made
+  anew from the cache, and a run costs the rows it changes, not the history;
+- through openpyxl, reading the file and writing it back whole, once a founder has changed it
+  (a tab of their own, a highlight, a column): slower on a big account, but every change of
+  theirs is kept. Deleting the workbook brings the fast way back: it is rebuilt from the ledger.
 """
 
 from __future__ import annotations
@@ -14,32 +23,37 @@ import hashlib
 import json
 import logging
 import os
+import sqlite3
 import sys
 import tempfile
 import zipfile
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import date, datetime, time
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 from bot.dashboard.base import (
-    CHARTS_TITLE,
     DAILY,
     MONTHLY,
     TABS,
+    TRANSACTIONS,
     XLSX_CELL_LIMIT,
+    XLSX_ROW_LIMIT,
     Cell,
     DashboardUpdate,
     Row,
     TabSpec,
+    TransactionRow,
     WriteResult,
     cells,
     key_of,
     sink_text,
 )
+from bot.dashboard.workbook_cache import WorkbookCache
+from bot.dashboard.workbook_fast import FastWriter, Series, add_charts, ensure_tab
+from bot.dashboard.xlsx_parts import DATE_FORMAT, DATETIME_FORMAT, PCT_FORMAT
 from bot.errors import ServiceError
 from bot.money import number_format
 
@@ -49,9 +63,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DATE_FORMAT = "yyyy-mm-dd"
-DATETIME_FORMAT = "yyyy-mm-dd hh:mm:ss"
-PCT_FORMAT = "0.0%"
+KEEP_DIGESTS = 3  # files written lately that still count as revbot's own
 
 
 def cell_value(cell: Cell) -> tuple[Any, str | None]:
@@ -88,11 +100,16 @@ def _key_text(value: Any) -> str:
 
 
 class WorkbookDashboard:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, row_limit: int = XLSX_ROW_LIMIT) -> None:
         self.path = path
+        self.row_limit = row_limit  # rows of a sheet, header included (a test makes it small)
 
     def describe(self) -> str:
         return str(self.path)
+
+    @property
+    def cache_path(self) -> Path:
+        return self.path.with_name(f".{self.path.name}.cache")
 
     def _load(self) -> Workbook:
         from openpyxl import Workbook, load_workbook
@@ -122,20 +139,97 @@ class WorkbookDashboard:
 
     def apply(self, update: DashboardUpdate) -> WriteResult:
         self._remove_stale_temp_files()
-        snapshot = self._read_snapshot()
-        wb = self._rebuild(snapshot) if snapshot is not None else self._load()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            cache = WorkbookCache(self.cache_path)
+        except (OSError, sqlite3.Error) as e:
+            log.info("cannot open %s (%s): writing through openpyxl", self.cache_path, e)
+            return self._apply_openpyxl(update)
+        try:
+            on_disk = _sha256(self.path) if self.path.exists() else None
+            ours = cache.get_json("written", [])
+            if on_disk is not None and on_disk not in ours and not self._was_ours(on_disk):
+                cache.close()
+                self.cache_path.unlink(missing_ok=True)  # stale from now on
+                log.info(
+                    "%s was changed outside revbot: it is read and written back whole, to keep "
+                    "those changes (slower on a big account; delete the file to have it rebuilt "
+                    "from the ledger)",
+                    self.path,
+                )
+                return self._apply_openpyxl(update)
+            try:
+                return self._apply_fast(cache, update, fresh=on_disk not in ours)
+            except (ValueError, sqlite3.DatabaseError) as e:  # a damaged cache: start again
+                log.info("rebuilding %s from the ledger (%s)", self.path, e)
+                return self._apply_fast(cache, update, fresh=True)
+        finally:
+            cache.close()
+
+    def _was_ours(self, digest: str) -> bool:
+        """The workbook as an earlier version of revbot left it (its snapshot names the file's
+        SHA-256): rebuilt from the ledger once, then written the fast way."""
+        old = self.path.with_name(f".{self.path.name}.snapshot")
+        try:
+            return bool(json.loads(old.read_bytes()).get("sha256") == digest)
+        except (OSError, ValueError, AttributeError):
+            return False
+
+    def _apply_fast(
+        self, cache: WorkbookCache, update: DashboardUpdate, *, fresh: bool
+    ) -> WriteResult:
+        with cache.transaction():
+            if fresh:
+                cache.reset()  # every tab is new: the caller refills them from the ledger
+            writer = FastWriter(cache, row_limit=self.row_limit)
+            fd, tmp = tempfile.mkstemp(prefix=".dashboard-", suffix=".xlsx", dir=self.path.parent)
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    out = _Hashing(fh)
+                    result = writer.write(update, out)
+                digest = out.hexdigest()
+                # Recorded before the file takes its place: a crash in between leaves a cache
+                # that knows both the old file and the new one.
+                ours = cache.get_json("written", [])
+                cache.put_json("written", [*ours, digest][-KEEP_DIGESTS:])
+            except OSError as e:
+                Path(tmp).unlink(missing_ok=True)
+                raise self._save_error(e) from e
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+        try:
+            os.replace(tmp, self.path)
+        except OSError as e:
+            Path(tmp).unlink(missing_ok=True)
+            raise self._save_error(e) from e
+        self.path.with_name(f".{self.path.name}.snapshot").unlink(missing_ok=True)
+        result.location = str(self.path)
+        return result
+
+    def _apply_openpyxl(self, update: DashboardUpdate) -> WriteResult:
+        wb = self._load()
         result = WriteResult(location=str(self.path))
-        created = tuple(t.title for t in TABS if t.title not in wb.sheetnames)
-        result.created = created
-        written: dict[str, list[int]] = {}
-        for tab in TABS:
-            ws = _ensure_tab(wb, tab)
-            ins, upd, written[tab.title] = _upsert(ws, tab, update.rows_for(tab))
+        tabs = [t for t in TABS if t is not TRANSACTIONS or update.keep_transactions]
+        result.created = tuple(t.title for t in tabs if t.title not in wb.sheetnames)
+        if not update.keep_transactions and TRANSACTIONS.title in wb.sheetnames:
+            wb.remove(wb[TRANSACTIONS.title])
+        for tab in tabs:
+            ws = ensure_tab(wb, tab)
+            rows = update.rows_for(tab)
+            if tab is TRANSACTIONS and update.transactions_from is not None:
+                first = update.transactions_from
+                rows = [
+                    r for r in rows if isinstance(r, TransactionRow) and r.created.date() >= first
+                ]
+                _delete_rows_before(ws, first)
+            ins, upd, _ = _upsert(ws, tab, rows)
             result.inserted[tab.title] = ins
             result.updated[tab.title] = upd
-        _rebuild_charts(wb)
-        digest = self._save(wb)
-        self._keep_snapshot(wb, digest, snapshot, written)
+            if tab is TRANSACTIONS:
+                result.trimmed = _fit_rows(ws, self.row_limit)
+        add_charts(wb, _series(wb))
+        self._save(wb)
         return result
 
     def _remove_stale_temp_files(self) -> None:
@@ -147,16 +241,14 @@ class WorkbookDashboard:
                     stale.unlink()
                     log.info("removed %s, left by an interrupted save", stale.name)
 
-    def _save(self, wb: Workbook) -> str:
-        """Replace the file atomically; returns its SHA-256."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+    def _save(self, wb: Workbook) -> None:
+        """Replace the file atomically."""
         fd, tmp = tempfile.mkstemp(prefix=".dashboard-", suffix=".xlsx", dir=self.path.parent)
         os.close(fd)
         failure: ServiceError | None = None
         hook = sys.unraisablehook
         try:
             wb.save(tmp)
-            digest = _sha256(Path(tmp))
             os.replace(tmp, self.path)
         except OSError as e:
             # openpyxl leaves its ZipFile open when a write fails; freed with this exception,
@@ -164,15 +256,7 @@ class WorkbookDashboard:
             # ("Exception ignored in ZipFile.__del__"). The failure is reported once, below.
             sys.unraisablehook = lambda _: None
             Path(tmp).unlink(missing_ok=True)
-            failure = ServiceError(
-                f"cannot save {self.path} ({e.strerror or type(e).__name__}); "
-                + (
-                    "free some space on that disk and run the command again"
-                    if e.errno in (errno.ENOSPC, errno.EDQUOT)
-                    else "check DATA_DIR and run the command again"
-                )
-                + " (the ledger kept everything; the dashboard catches up then)"
-            )
+            failure = self._save_error(e)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
@@ -180,182 +264,40 @@ class WorkbookDashboard:
             gc.collect()
             sys.unraisablehook = hook
             raise failure
-        return digest
 
-    # -- the snapshot: the cells revbot last wrote, kept next to the workbook -----------------
-    #
-    # Reading the xlsx back costs openpyxl as much as writing it (~20 µs a cell), and the file
-    # grows with every day of history. So after each save revbot also keeps the values and
-    # number formats of its own tabs (plain data as JSON, checked when read back) with the file's
-    # SHA-256. While the workbook is still byte for byte that file and holds no tab but
-    # revbot's, the next run rebuilds it from the snapshot instead of parsing it. Anything
-    # else (a founder's edit or tab, no snapshot, a damaged one) reads the xlsx as before.
-
-    @property
-    def _snapshot_path(self) -> Path:
-        return self.path.with_name(f".{self.path.name}.snapshot")
-
-    def _read_snapshot(self) -> _Snapshot | None:
-        if not self.path.exists():
-            return None
-        try:
-            # JSON, never pickle: a file in DATA_DIR is data, and reading it runs nothing.
-            data = json.loads(self._snapshot_path.read_bytes())
-            snapshot = _decode_snapshot(data)
-            if snapshot is None or data["sha256"] != _sha256(self.path):
-                return None
-            return snapshot
-        except (OSError, ValueError, KeyError, TypeError):  # none, damaged: the xlsx is the truth
-            return None
-
-    def _rebuild(self, snapshot: _Snapshot) -> Workbook:
-        from openpyxl import Workbook
-
-        wb = Workbook()
-        assert wb.active is not None
-        wb.remove(wb.active)
-        for tab in TABS:
-            if tab.title not in snapshot.tabs:
-                continue
-            ws = _ensure_tab(wb, tab)
-            rows = snapshot.tabs[tab.title]
-            for values, _ in rows:
-                ws.append(values)
-            for row, (_, codes) in zip(ws.iter_rows(min_row=2), rows, strict=True):
-                for cell, code in zip(row, codes, strict=False):
-                    if code == _TEXT:
-                        cell.data_type = "s"  # literal text, as _write_cell wrote it
-                    elif code:
-                        cell.number_format = snapshot.formats[code - _FORMATS]
-        log.debug("rebuilt %s from its snapshot", self.path)
-        return wb
-
-    def _keep_snapshot(
-        self,
-        wb: Workbook,
-        digest: str,
-        base: _Snapshot | None,
-        written: dict[str, list[int]],
-    ) -> None:
-        """Save the snapshot of ``wb``: ``base`` with the rows this run wrote, or every row."""
-        ours = {t.title for t in TABS} | {CHARTS_TITLE}
-        try:
-            if not set(wb.sheetnames) <= ours:  # a founder's tab: the xlsx must be read
-                self._snapshot_path.unlink(missing_ok=True)
-                return
-            formats = {f: i + _FORMATS for i, f in enumerate(base.formats if base else ())}
-
-            def code(cell: Any) -> int:
-                if cell.data_type == "s":
-                    return _TEXT
-                if cell.number_format == "General":
-                    return 0
-                return formats.setdefault(cell.number_format, len(formats) + _FORMATS)
-
-            def entries(ws: Any, width: int, first: int, last: int | None = None) -> list[Any]:
-                cells = ws.iter_rows(min_row=first, max_row=last, max_col=width)
-                return [(tuple(c.value for c in row), tuple(map(code, row))) for row in cells]
-
-            tabs = {}
-            for tab in TABS:
-                if tab.title not in wb.sheetnames:
-                    continue
-                ws, width = wb[tab.title], len(tab.columns)
-                rows = list(base.tabs.get(tab.title, ())) if base else []
-                if base is None or tab.title not in base.tabs:
-                    rows = entries(ws, width, 2)
-                for r in sorted(written.get(tab.title, ())):  # new rows come last, in order
-                    if r - 2 > len(rows):
-                        rows = entries(ws, width, 2)
-                        break
-                    entry = entries(ws, width, r, r)[0]
-                    rows[r - 2 : r - 1] = [entry]
-                tabs[tab.title] = rows
-            data = {
-                "format": _SNAPSHOT_FORMAT,
-                "sha256": digest,
-                "formats": list(formats),
-                "tabs": tabs,
-            }
-            fd, tmp = tempfile.mkstemp(
-                prefix=".dashboard-", suffix=".snapshot", dir=self.path.parent
+    def _save_error(self, e: OSError) -> ServiceError:
+        return ServiceError(
+            f"cannot save {self.path} ({e.strerror or type(e).__name__}); "
+            + (
+                "free some space on that disk and run the command again"
+                if e.errno in (errno.ENOSPC, errno.EDQUOT)
+                else "check DATA_DIR and run the command again"
             )
-            try:
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(json.dumps(data, default=_json_value, separators=(",", ":")).encode())
-                os.replace(tmp, self._snapshot_path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
-        except Exception as e:  # only an optimisation: the next run reads the xlsx
-            log.info("could not keep a snapshot of %s (%s)", self.path, type(e).__name__)
-            with contextlib.suppress(OSError):
-                self._snapshot_path.unlink(missing_ok=True)
+            + " (the ledger kept everything; the dashboard catches up then)"
+        )
 
 
-@dataclass
-class _Snapshot:
-    formats: list[str]  # number formats, by code - _FORMATS
-    tabs: dict[str, list[tuple[tuple[Any, ...], tuple[int, ...]]]]  # rows: (values, codes)
+class _Hashing:
+    """A binary file that hashes what goes through it."""
 
+    def __init__(self, fh: BinaryIO) -> None:
+        self._fh = fh
+        self._sha = hashlib.sha256()
 
-# A cell's code in a snapshot: 0 General, _TEXT literal text, else formats[code - _FORMATS].
-_TEXT, _FORMATS = 1, 2
-_SNAPSHOT_FORMAT = 4  # 4: JSON (3 was a pickle, and is never read)
-_OWN_TABS = frozenset(t.title for t in TABS)
+    def write(self, data: bytes) -> int:
+        self._sha.update(data)
+        return self._fh.write(data)
 
-
-def _json_value(value: Any) -> Any:
-    """A cell value JSON cannot hold as it is: a datetime or a date, tagged."""
-    if isinstance(value, datetime):
-        return ["t", value.isoformat()]
-    if isinstance(value, date):
-        return ["d", value.isoformat()]
-    raise TypeError(f"a {type(value).__name__} in a snapshot")
-
-
-_SCALARS = (str, int, float, type(None))
-
-
-def _cell_from_json(value: Any) -> Any:
-    if isinstance(value, _SCALARS):
-        return value
-    if isinstance(value, list) and len(value) == 2 and isinstance(value[1], str):
-        if value[0] == "t":
-            return datetime.fromisoformat(value[1])
-        if value[0] == "d":
-            return date.fromisoformat(value[1])
-    raise ValueError("not a cell value")
-
-
-def _decode_snapshot(data: Any) -> _Snapshot | None:
-    """The snapshot in ``data`` (parsed JSON), checked cell by cell; None if it is not one."""
-    if not isinstance(data, dict) or data.get("format") != _SNAPSHOT_FORMAT:
-        return None
-    formats, tabs = data.get("formats"), data.get("tabs")
-    if not isinstance(data.get("sha256"), str) or not isinstance(formats, list):
-        return None
-    if not all(isinstance(f, str) for f in formats) or not isinstance(tabs, dict):
-        return None
-    out: dict[str, list[tuple[tuple[Any, ...], tuple[int, ...]]]] = {}
-    limit = len(formats) + _FORMATS
-    for title, rows in tabs.items():
-        if title not in _OWN_TABS or not isinstance(rows, list):
-            return None
-        decoded = []
-        for row in rows:
-            values, codes = row  # ValueError / TypeError: not a snapshot
-            if not isinstance(values, list) or not isinstance(codes, list):
-                return None
-            if not all(type(c) is int and 0 <= c < limit for c in codes):
-                return None
-            decoded.append((tuple(map(_cell_from_json, values)), tuple(codes)))
-        out[title] = decoded
-    return _Snapshot(formats=list(formats), tabs=out)
+    def hexdigest(self) -> str:
+        return self._sha.hexdigest()
 
 
 def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    sha = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            sha.update(block)
+    return sha.hexdigest()
 
 
 def _plain(value: Any) -> Any:
@@ -363,27 +305,6 @@ def _plain(value: Any) -> Any:
     if isinstance(value, datetime) and value.tzinfo is None and value.time() == time():
         return value.date()
     return value
-
-
-def _ensure_tab(wb: Workbook, tab: TabSpec) -> Worksheet:
-    from openpyxl.styles import Font
-    from openpyxl.utils import get_column_letter
-
-    if tab.title in wb.sheetnames:
-        ws = wb[tab.title]
-    else:
-        ws = wb.create_sheet(tab.title, index=min(TABS.index(tab), len(wb.sheetnames)))
-    if ws.max_row < 1 or ws.cell(1, 1).value != tab.columns[0]:
-        for col, name in enumerate(tab.columns, 1):
-            c = ws.cell(1, col, name)
-            c.font = Font(bold=True)
-        ws.freeze_panes = "A2"
-        for col, name in enumerate(tab.columns, 1):
-            letter = get_column_letter(col)
-            # Wide enough for a "yyyy-mm-dd hh:mm:ss" or a six-figure amount.
-            wide = name in ("updated_at", "created", "available_on", "description")
-            ws.column_dimensions[letter].width = max(20 if wide else 13, len(name) + 2)
-    return ws
 
 
 def _write_cell(ws: Worksheet, r: int, c: int, cell: Cell) -> None:
@@ -439,56 +360,72 @@ def _upsert(ws: Worksheet, tab: TabSpec, rows: Sequence[Row]) -> tuple[int, int,
     return inserted, updated, written
 
 
-def _rebuild_charts(wb: Workbook) -> None:
-    """The Charts tab is derived from Daily and Monthly: rebuilt whole on each write."""
-    from openpyxl.chart import BarChart, LineChart, Reference
-
-    if CHARTS_TITLE in wb.sheetnames:
-        wb.remove(wb[CHARTS_TITLE])
-    ws = wb.create_sheet(CHARTS_TITLE)
-    net_col_daily = DAILY.columns.index("net_revenue")
-    net_col_monthly = MONTHLY.columns.index("net_revenue")
-    series: list[tuple[str, dict[str, dict[Any, float]]]] = []
-    for title, col in ((DAILY.title, net_col_daily), (MONTHLY.title, net_col_monthly)):
+def _series(wb: Workbook) -> Series:
+    """Daily and Monthly net revenue per currency, as the tabs hold them."""
+    series: Series = []
+    for tab in (DAILY, MONTHLY):
+        col = tab.columns.index("net_revenue")
         per_ccy: dict[str, dict[Any, float]] = defaultdict(dict)
-        for values in wb[title].iter_rows(min_row=2, values_only=True):
+        for values in wb[tab.title].iter_rows(min_row=2, values_only=True):
             if values and values[0] is not None and values[1]:
                 per_ccy[str(values[1])][_plain(values[0])] = cast(float, values[col])
-        series.append((title, per_ccy))
+        series.append((tab.title, per_ccy))
+    return series
 
-    # A pivot (period x currency) per chart, left of the charts, so each chart has
-    # contiguous ranges to point at.
-    col0 = 1
-    anchor_row = 1
-    for title, per_ccy in series:
-        if not per_ccy:
-            continue
-        periods = sorted({p for d in per_ccy.values() for p in d}, key=_key_text)
-        currencies = sorted(per_ccy)
-        ws.cell(1, col0, "date" if title == DAILY.title else "month")
-        for j, ccy in enumerate(currencies, 1):
-            ws.cell(1, col0 + j, ccy)
-        for i, p in enumerate(periods, 2):
-            c = ws.cell(i, col0, p)
-            if isinstance(p, date):
-                c.number_format = DATE_FORMAT
-            for j, ccy in enumerate(currencies, 1):
-                # A day without a row for a currency had no activity in it: 0, not a gap.
-                ws.cell(i, col0 + j, per_ccy[ccy].get(p, 0))
-        for j, ccy in enumerate(currencies, 1):
-            chart = LineChart() if title == DAILY.title else BarChart()
-            chart.title = f"{title} net revenue, {ccy}"
-            # Date labels below the plot even when values go negative.
-            chart.x_axis.tickLblPos = "low"
-            chart.y_axis.title = ccy
-            chart.height, chart.width = 7.5, 16
-            data = Reference(ws, min_col=col0 + j, min_row=1, max_row=len(periods) + 1)
-            cats = Reference(ws, min_col=col0, min_row=2, max_row=len(periods) + 1)
-            chart.add_data(data, titles_from_data=True)
-            chart.set_categories(cats)
-            for s in chart.series:
-                s.smooth = False  # a smoothed line overshoots below zero between days
-            chart.legend = None
-            ws.add_chart(chart, f"P{anchor_row}")  # right of the pivot tables
-            anchor_row += 16
-        col0 += len(currencies) + 2
+
+def _row_day(value: Any) -> date | None:
+    if isinstance(value, datetime):
+        return value.date()
+    return value if isinstance(value, date) else None
+
+
+def _delete_rows_before(ws: Worksheet, first: date) -> None:
+    """Remove the Transactions rows of days before ``first`` (by ``created``)."""
+    col = TRANSACTIONS.columns.index("created") + 1
+    old = [
+        r
+        for r, (value,) in enumerate(
+            ws.iter_rows(min_row=2, min_col=col, max_col=col, values_only=True), start=2
+        )
+        if (d := _row_day(value)) is not None and d < first
+    ]
+    _delete(ws, old)
+
+
+def _delete(ws: Worksheet, rows: Sequence[int]) -> None:
+    """Delete ``rows`` (numbers, ascending), as few runs as possible, from the bottom up."""
+    runs: list[list[int]] = []
+    for r in rows:
+        if runs and r == runs[-1][1] + 1:
+            runs[-1][1] = r
+        else:
+            runs.append([r, r])
+    for start, end in reversed(runs):
+        ws.delete_rows(start, end - start + 1)
+
+
+def _fit_rows(ws: Worksheet, limit: int) -> str | None:
+    """Keep Transactions within ``limit`` rows (header included): its oldest days go."""
+    if ws.max_row <= limit:
+        return None
+    col = TRANSACTIONS.columns.index("created") + 1
+    days = [
+        (_row_day(v) or date.min, r)
+        for r, (v,) in enumerate(
+            ws.iter_rows(min_row=2, min_col=col, max_col=col, values_only=True), start=2
+        )
+    ]
+    per_day: dict[date, int] = defaultdict(int)
+    for d, _ in days:
+        per_day[d] += 1
+    room, kept, first = limit - 1, 0, date.max
+    for d in sorted(per_day, reverse=True):
+        if kept + per_day[d] > room:
+            break
+        kept += per_day[d]
+        first = d
+    _delete(ws, sorted(r for d, r in days if d < first))
+    return (
+        f"Transactions keeps the days from {first} on ({kept:,} rows): an xlsx sheet holds "
+        f"at most {limit:,} rows (the ledger keeps every transaction)"
+    )

@@ -20,6 +20,7 @@ transactions that report leaves out (payouts, transfers, top-ups, reserves).
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import itertools
 import logging
 import threading
@@ -518,6 +519,44 @@ def fetch_slices(
 # -- the job ----------------------------------------------------------------------------------
 
 
+class _DashboardWriter:
+    """Writes the days the fetch completes to the dashboard while the fetch goes on, so the
+    command ends soon after its last page instead of writing every row then.
+
+    One thread, the only one touching the dashboard until the block ends; the ledger's queue
+    of days to write is the hand-over, so a day is written once whatever order slices finish
+    in. A failure here stops the writing, not the fetch: the caller's last write after the
+    block meets the same failure and reports it, or catches up when it was passing.
+    """
+
+    EVERY = 1.0  # seconds between two writes, at least; more when writes take longer
+
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = dataclasses.replace(ctx, progress=lambda _m: None)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="backfill-dashboard", daemon=True)
+
+    def __enter__(self) -> _DashboardWriter:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        pause = self.EVERY
+        while not self._stop.wait(pause):
+            began = time.monotonic()
+            try:
+                refresh_dashboard(self._ctx)
+            except Exception as e:  # the last write, after the fetch, reports it
+                log.info("writing the dashboard during the backfill stopped: %s", e)
+                return
+            # The writer takes at most about a third of the time: the fetch comes first.
+            pause = max(self.EVERY, 2 * (time.monotonic() - began))
+
+
 def backfill(
     ctx: Context,
     *,
@@ -560,16 +599,17 @@ def backfill(
     else:
         interval = days_interval(since, last, ctx.tz)
         left = plan(ctx.ledger, interval, tz=ctx.tz, days=todo)
-        stats = fetch_slices(
-            ctx.ledger,
-            ctx.source,
-            slices=split_evenly(left, max(1, workers)) if left else [],
-            tz=ctx.tz,
-            days=todo,
-            workers=workers,
-            split_min=split_min,
-            reporter=reporter,
-        )
+        with _DashboardWriter(ctx):
+            stats = fetch_slices(
+                ctx.ledger,
+                ctx.source,
+                slices=split_evenly(left, max(1, workers)) if left else [],
+                tz=ctx.tz,
+                days=todo,
+                workers=workers,
+                split_min=split_min,
+                reporter=reporter,
+            )
     _, where = refresh_dashboard(ctx)
     return BackfillResult(
         since=since,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from bot.dashboard.base import Dashboard
@@ -26,6 +26,14 @@ class Context:
     now: datetime
     progress: Callable[[str], None] = lambda _msg: None
     mode: str = "test"  # the Stripe key's mode: which monthly results are this account's
+    transactions_days: int = 400  # SHEET_TRANSACTIONS_DAYS: 0 keeps no Transactions tab
+
+    def transactions_from(self) -> date:
+        """The first day the Transactions tab keeps (the most recent transactions_days days,
+        today included)."""
+        return self.now.astimezone(self.tz).date() - timedelta(
+            days=max(0, self.transactions_days - 1)
+        )
 
     @property
     def tz_name(self) -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bot import reports
-from bot.dashboard.base import DashboardUpdate, MonthlyRow
+from bot.dashboard.base import MonthlyRow
 from bot.errors import ConfigError, RevbotError
 from bot.jobs.context import Context
 from bot.jobs.investor_email import (
@@ -25,6 +25,8 @@ from bot.jobs.investor_email import (
     send_month,
 )
 from bot.jobs.projection import (
+    apply_to_dashboard,
+    dashboard_update_for_days,
     ledger_movements,
     monthly_rows,
     previous_net,
@@ -204,7 +206,7 @@ def monthly(
         generated = old.generated_at if old is not None and same else ctx.now.isoformat()
         record = replace(record, generated_at=generated)
         ctx.ledger.save_monthly_result(str(target), ctx.tz_name, mode, record)
-        written = ctx.dashboard.apply(DashboardUpdate(monthly=rows))
+        written = apply_to_dashboard(ctx, dashboard_update_for_days(ctx, (), monthly=rows))
         refill_created_tabs(ctx, written.created, already=())
         # The re-sync above may have queued days for the Daily tab too.
         refresh_dashboard(ctx)

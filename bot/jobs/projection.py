@@ -6,16 +6,25 @@ tab or workbook is rebuilt from the ledger alone.
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
-from bot.dashboard.base import DailyRow, DashboardUpdate, MonthlyRow, TransactionRow
+from bot.dashboard.base import (
+    DailyRow,
+    DashboardUpdate,
+    MonthlyRow,
+    TransactionRow,
+    WriteResult,
+)
 from bot.jobs.context import Context
-from bot.ledger import StoredTransaction
+from bot.ledger import DASHBOARD_TRIMMED, StoredTransaction
 from bot.periods import Month, day_interval, iter_days, local_datetime
 from bot.pnl import CurrencyFigures, Movement, mom_fraction, summarize
+
+log = logging.getLogger(__name__)
 
 
 def _parse_utc(text: str) -> datetime:
@@ -60,15 +69,43 @@ def transaction_row(t: StoredTransaction, tz: ZoneInfo) -> TransactionRow:
     )
 
 
-def dashboard_update_for_days(ctx: Context, days: Iterable[date]) -> DashboardUpdate:
+def dashboard_update_for_days(
+    ctx: Context, days: Iterable[date], *, monthly: Sequence[MonthlyRow] = ()
+) -> DashboardUpdate:
+    """Daily rows of ``days`` and their transactions (those of days the Transactions tab keeps,
+    SHEET_TRANSACTIONS_DAYS), with the Transactions window for the dashboard to trim to."""
+    keep = ctx.transactions_days > 0
+    first = ctx.transactions_from()
     daily: list[DailyRow] = []
     transactions: list[TransactionRow] = []
     for day in sorted(days):
         iv = day_interval(day, ctx.tz)
         txns = ctx.ledger.transactions_between(iv.start, iv.end)
         daily.extend(daily_rows(day, txns, ctx.tz))
-        transactions.extend(transaction_row(t, ctx.tz) for t in txns)
-    return DashboardUpdate(daily=daily, transactions=transactions)
+        if keep and day >= first:
+            transactions.extend(transaction_row(t, ctx.tz) for t in txns)
+    return DashboardUpdate(
+        daily=daily,
+        monthly=monthly,
+        transactions=transactions,
+        transactions_from=first if keep else None,
+        keep_transactions=keep,
+    )
+
+
+def apply_to_dashboard(ctx: Context, update: DashboardUpdate) -> WriteResult:
+    """Write ``update``; a dashboard limit that trimmed Transactions is said once (log and the
+    ledger, for `status`)."""
+    result = ctx.dashboard.apply(update)
+    note = result.trimmed
+    if note:
+        before = ctx.ledger.get_meta(DASHBOARD_TRIMMED)
+        # Said once as a warning; later trims (the window moves on each day) only update it.
+        (log.info if before else log.warning)("%s", note)
+        if before != note:
+            with ctx.ledger.transaction() as conn:
+                ctx.ledger.set_meta(conn, DASHBOARD_TRIMMED, note)
+    return result
 
 
 def refresh_dashboard(ctx: Context) -> tuple[list[date], str]:
@@ -80,7 +117,7 @@ def refresh_dashboard(ctx: Context) -> tuple[list[date], str]:
     pending = ctx.ledger.pending_dashboard_days(ctx.tz_name)
     if pending:
         ctx.progress(f"writing {len(pending)} day(s) to the dashboard")
-        result = ctx.dashboard.apply(dashboard_update_for_days(ctx, pending))
+        result = apply_to_dashboard(ctx, dashboard_update_for_days(ctx, pending))
         refill_created_tabs(ctx, result.created, already=pending)
         ctx.ledger.clear_dashboard_pending(ctx.tz_name, pending)
     return pending, ctx.dashboard.describe()
@@ -95,18 +132,16 @@ def refill_created_tabs(ctx: Context, created: Iterable[str], *, already: Iterab
         return
     done = set(already)
     days = [d for d in ctx.ledger.synced_days(ctx.tz_name) if d not in done]
-    update = dashboard_update_for_days(ctx, days) if created & {"Daily", "Transactions"} else None
+    if "Daily" not in created:  # Transactions alone: only the days it keeps
+        days = [d for d in days if d >= ctx.transactions_from()]
+    if not created & {"Daily", "Transactions"}:
+        days = []
     monthly = rows_from_ledger(ctx) if "Monthly" in created else []
-    if (update is None or not (update.daily or update.transactions)) and not monthly:
+    update = dashboard_update_for_days(ctx, days, monthly=monthly)
+    if not (update.daily or update.transactions or update.monthly):
         return
     ctx.progress(f"refilling {', '.join(sorted(created))} from the ledger")
-    ctx.dashboard.apply(
-        DashboardUpdate(
-            daily=update.daily if update else (),
-            transactions=update.transactions if update else (),
-            monthly=monthly,
-        )
-    )
+    apply_to_dashboard(ctx, update)
 
 
 def ledger_movements(ctx: Context, month: Month) -> list[Movement]:
