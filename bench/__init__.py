@@ -1,7 +1,11 @@
-"""revbot's benchmarks (issue 6): ``python -m bench`` (``make bench``), never part of the tests.
+"""revbot's benchmarks (issues 6 and 15): ``python -m bench`` (``make bench``), never part of
+the tests.
 
 Each benchmark measures revbot and its baseline side by side in one run and returns rows for
-the table that ``bench/__main__.py`` prints and writes to ``bench/results.md``.
+the table that ``bench/__main__.py`` prints and writes to ``bench/results.md``. A target is a
+ratio between figures of the same run (the machine's speed drifts by tens of percent from one
+run to the next) or a limit that does not depend on speed (a count, bytes, cells); absolute
+times are shown for information.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ def revbot_env(**values: str) -> dict[str, str]:
         "STRIPE_SECRET_KEY", "STRIPE_MODE", "STRIPE_API_BASE", "STRIPE_MAX_RPS", "REPORT_TIMEZONE",
         "GOOGLE_SHEET_ID", "GOOGLE_APPLICATION_CREDENTIALS", "GOOGLE_SHEETS_API_URL",
         "RESEND_API_KEY", "RESEND_API_URL", "EMAIL_FROM", "INVESTOR_EMAILS", "COMPANY_NAME",
-        "DATA_DIR", "SLACK_WEBHOOK_URL", "ALERT_EMAILS",
+        "DATA_DIR", "SLACK_WEBHOOK_URL", "ALERT_EMAILS", "SHEET_TRANSACTIONS_DAYS",
     )  # fmt: skip
     env = {k: v for k, v in os.environ.items() if k not in revbot_vars}
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")

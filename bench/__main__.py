@@ -19,6 +19,8 @@ BENCHMARKS: dict[str, str] = {
     "B2": "bench.b2_ingest",
     "B3": "bench.b3_daily",
     "B4": "bench.b4_startup",
+    "B5": "bench.b5_daily_big",
+    "B6": "bench.b6_sheets_backfill",
 }
 RESULTS = Path(__file__).resolve().parent / "results.md"
 HEADER = ("", "measure", "baseline", "revbot", "ratio", "target", "met")

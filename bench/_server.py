@@ -12,7 +12,10 @@ import json
 import subprocess
 import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bot.sandbox import SandboxAccount
 
 
 @dataclass
@@ -62,6 +65,29 @@ class ServerProcess:
             self.stop()
 
 
+def history_account(
+    *, end: dt.date, days: int, recent_days: int, count: int, seed: int = 7
+) -> SandboxAccount:
+    """A small business over the last ``recent_days`` days (``SandboxAccount.generate``: five
+    currencies, refunds, disputes, fees, payouts) after ``count`` usd charges spread over the
+    ``days - recent_days`` days before: a long history that any day's sync leaves untouched."""
+    from bot.sandbox import SandboxAccount
+
+    recent = SandboxAccount.generate(end=end, days=recent_days, seed=seed)
+    old = SandboxAccount.bulk(
+        start=end - dt.timedelta(days=days),
+        end=end - dt.timedelta(days=recent_days),
+        count=count,
+        seed=seed + 1,
+    )
+    return SandboxAccount(
+        start=old.start,
+        end=recent.end,
+        seed=seed,
+        transactions=[*old.transactions, *recent.transactions],
+    )
+
+
 def main(options: dict[str, Any]) -> None:
     from bot.sandbox import SandboxAccount, SandboxServer
 
@@ -73,6 +99,14 @@ def main(options: dict[str, Any]) -> None:
             end=end,
             count=int(options["count"]),
             skew=float(options.get("skew", 0.0)),
+            seed=int(options.get("seed", 7)),
+        )
+    elif kind == "history":
+        account = history_account(
+            end=end,
+            days=int(options["days"]),
+            recent_days=int(options["recent_days"]),
+            count=int(options["count"]),
             seed=int(options.get("seed", 7)),
         )
     else:

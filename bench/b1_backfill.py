@@ -3,6 +3,11 @@
 Baseline: the tutorial's way, one ``auto_paging_iter`` over the whole range with a plain
 ``StripeClient`` (pages of 100, sequential). revbot: ``revbot backfill`` in a child process with
 STRIPE_MAX_RPS=20, under the sandbox's 25. The sandbox runs in its own process for both.
+
+Targets are ratios, so that the machine's speed does not decide them: the fetch phase is at
+least 5x faster than the baseline and at most 1.15x the floor (pages / STRIPE_MAX_RPS, the
+least time the rate limit allows); the whole command, Python start-up to exit with every row
+in the workbook, at most 1.3x that floor.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ LATENCY = 0.3
 SERVER_LIMIT = 25
 MAX_RPS = 20
 DAYS = 90
+FETCH_TARGET = 1.15  # x the floor, pages / STRIPE_MAX_RPS
+WHOLE_TARGET = 1.3
 
 
 def run(*, quick: bool = False) -> Result:
@@ -82,18 +89,21 @@ def run(*, quick: bool = False) -> Result:
     label = f"{count:,} txns, {DAYS} days, {LATENCY * 1000:.0f} ms, {SERVER_LIMIT} req/s limit"
     result.rows += [
         Row("B1", f"backfill {label}: fetch into the ledger", seconds(baseline), seconds(fetch),
-            f"{baseline / fetch:.1f}x faster", ">= 5x", baseline / fetch >= 5),
+            f"{baseline / fetch:.2f}x faster", ">= 5x", baseline / fetch >= 5),
         Row("B1", f"floor pages/STRIPE_MAX_RPS = {math.ceil(count / 100)}/{MAX_RPS}", "",
-            seconds(floor), f"{fetch / floor:.2f}x floor", "<= 1.15x", fetch / floor <= 1.15),
+            seconds(floor), f"{fetch / floor:.2f}x floor", f"<= {FETCH_TARGET}x",
+            fetch / floor <= FETCH_TARGET),
         Row("B1", "429s received (STRIPE_MAX_RPS=20 < 25)", str(base_stats["rate_limited"]),
             str(rate_limited), "", "0", rate_limited == 0),
         Row("B1", "list requests (pages)", str(base_stats["requests"]), str(pages), "", "", None),
         Row("B1", "whole `revbot backfill` command (start-up, fetch, workbook of every row)",
-            seconds(baseline), seconds(total), f"{baseline / total:.1f}x faster", "", None),
+            seconds(floor), seconds(total), f"{total / floor:.2f}x floor", f"<= {WHOLE_TARGET}x",
+            total / floor <= WHOLE_TARGET),
     ]  # fmt: skip
     result.notes.append(
         f"B1: the whole command includes Python start-up and writing all {count:,} transactions "
-        f"to the local dashboard workbook ({total - fetch:.1f} s besides fetching); the baseline "
-        "only lists them into memory, so the fetch phase is what is compared with it."
+        f"to the local dashboard workbook ({total - fetch:.1f} s besides fetching; "
+        f"{baseline / total:.1f}x faster than the baseline, which only lists them into memory): "
+        "it is held to the same floor as the fetch, with room for start-up and the dashboard."
     )
     return result

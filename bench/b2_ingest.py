@@ -3,6 +3,8 @@
 Each side runs in its own child process (``python -m bench.b2_ingest revbot|naive CSV DIR``),
 which prints its time and peak RSS (``ru_maxrss``; for revbot also its largest parsing child's).
 Baseline: the naive way, ``csv.DictReader`` and one INSERT per row (in one transaction).
+Target: revbot's rows/s at least 7x the baseline's (a ratio: both run on the same machine in
+the same run, so its speed cancels out); the rows/s themselves are informative.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pathlib import Path
 
 from bench import REPO, Result, Row, seconds
 
-TARGET_RPS = 100_000
+TARGET_RATIO = 7.0
 TARGET_RSS_MB = 200
 
 
@@ -111,8 +113,8 @@ def run(*, quick: bool = False) -> Result:
     rss = ours["rss_mb"] + ours["child_rss_mb"]
     result.rows += [
         Row("B2", f"ingest {count:,}-row itemized CSV ({size / 2**20:.0f} MiB): rows/s",
-            f"{theirs_rps:,.0f}", f"{ours_rps:,.0f}", f"{ours_rps / theirs_rps:.1f}x faster",
-            f">= {TARGET_RPS:,}", ours_rps >= TARGET_RPS),
+            f"{theirs_rps:,.0f}", f"{ours_rps:,.0f}", f"{ours_rps / theirs_rps:.2f}x faster",
+            f">= {TARGET_RATIO:g}x", ours_rps / theirs_rps >= TARGET_RATIO),
         Row("B2", "ingest wall time", seconds(theirs["seconds"]), seconds(ours["seconds"]),
             "", "", None),
         Row("B2", "peak RSS (this process + a parsing child)", f"{theirs['rss_mb']:.0f} MB",

@@ -4,7 +4,8 @@ The ledger already holds yesterday's state (a first `revbot daily` ran, the mont
 is reported), as on any morning; then one more day of transactions is measured: the Stripe
 requests it makes (one ranged listing of the day plus its look-back window, paged by 100) and
 its wall time as a command, Python start-up included (the median of five runs, each on a fresh
-copy of the same state).
+copy of the same state). The request count is checked; the wall time, an absolute figure that
+moves with the machine's speed, is informative (B5 holds `daily` to a ratio instead).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from bench._server import ServerProcess
 
 DAYS = 90
 LOOKBACK = 3
-TARGET = 1.5
+GOAL = 1.5  # seconds: shown beside the wall time, not a pass/fail target
 RUNS = 5
 
 
@@ -86,7 +87,7 @@ def run(*, quick: bool = False) -> Result:
             f"{LOOKBACK}-day look-back)", "", str(made), "",
             f"= ceil(({n_day}+{n_back})/100) = {expected}", made == expected),
         Row("B3", f"`revbot daily` wall time (a command, Python start-up included), median of "
-            f"{RUNS} (min {min(walls):.2f} s, max {max(walls):.2f} s)", "",
-            seconds(wall), "", f"< {TARGET} s", wall < TARGET),
+            f"{RUNS} (min {min(walls):.2f} s, max {max(walls):.2f} s; informative, goal "
+            f"< {GOAL} s)", "", seconds(wall), "", "", None),
     ]  # fmt: skip
     return result

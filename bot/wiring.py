@@ -58,6 +58,7 @@ def make_dashboard(settings: Settings) -> Dashboard:
             credentials_file=settings.google_credentials,
             api_url=settings.google_sheets_api_url,
             timezone=settings.timezone,
+            index_path=settings.data_dir / ".sheet-index.sqlite",
         )
     from bot.dashboard.workbook import WorkbookDashboard
 

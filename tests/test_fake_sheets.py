@@ -290,8 +290,8 @@ def test_unknown_field_unsupported_request_and_bad_query_are_rejected(
     bad_field = {"requests": [{"addSheet": {"properties": {"titel": "x"}}}]}
     assert "titel" in expect_api_error(400, sh.batch_update, bad_field)["message"]
 
-    unsupported = {"requests": [{"sortRange": {"range": {"sheetId": 0}}}]}
-    assert "sortRange" in expect_api_error(400, sh.batch_update, unsupported)["message"]
+    unsupported = {"requests": [{"mergeCells": {"range": {"sheetId": 0}}}]}
+    assert "mergeCells" in expect_api_error(400, sh.batch_update, unsupported)["message"]
 
     bad_query = {"valueInputOption": "TYPED"}
     error = expect_api_error(
@@ -377,6 +377,9 @@ def test_fast_validator_agrees_with_jsonschema(body: dict[str, Any], valid: bool
 
     assert (not reference) is valid
     assert (not fast) is valid
+    # Both sets of closures: the yes/no one that runs first, and the one naming violations.
+    assert contract.is_valid("BatchUpdateSpreadsheetRequest", body) is valid
+    assert (not contract.detailed_errors("BatchUpdateSpreadsheetRequest", body)) is valid
 
 
 def test_field_masks() -> None:
@@ -488,8 +491,132 @@ def test_duplicate_sheet_title(server: FakeSheetsServer, gc: gspread.Client) -> 
 
 def test_request_log(server: FakeSheetsServer, gc: gspread.Client) -> None:
     gc.open_by_key(SID).sheet1.get("A1")
-    method, path, query = server.requests[-1]
+    method, path, query, target, body, response = server.requests[-1]
     assert (method, path) == ("GET", f"/v4/spreadsheets/{SID}/values/'Sheet1'!A1")
+    # The sizes of what was sent and answered, as on the wire (the range is quoted there).
+    assert target == len(f"/v4/spreadsheets/{SID}/values/%27Sheet1%27%21A1")
+    assert body == 0 and response > len('{"range": "Sheet1!A1"}')
     assert server.requests[-1].kind == "values.get"
     assert json.loads(json.dumps(query)) == query
     assert server.count() == len(server.requests)
+
+
+# --- Google's limits on cells and bodies ----------------------------------------------------------
+
+
+def test_the_cell_limit_is_the_servers_and_refused_in_googles_words() -> None:
+    with FakeSheetsServer(max_cells=30_000) as fake:
+        fake.create_spreadsheet(SID, "Books")  # Sheet1: 1000 x 26 = 26,000 cells
+        sh = gspread_client(fake).open_by_key(SID)
+        grow = {"appendDimension": {"sheetId": 0, "dimension": "ROWS", "length": 200}}
+        small = {"rowCount": 10, "columnCount": 10}
+        addition = {"addSheet": {"properties": {"title": "New", "gridProperties": small}}}
+
+        error = expect_api_error(400, sh.batch_update, {"requests": [addition, grow]})
+
+        assert error["status"] == "INVALID_ARGUMENT"
+        assert error["message"] == (
+            "Invalid requests[1].appendDimension: This action would increase the number of "
+            "cells in the workbook above the limit of 30000 cells."
+        )
+        assert fake.sheet_titles(SID) == ["Sheet1"]  # all or nothing
+        sh.batch_update({"requests": [{**grow, "appendDimension": {**grow["appendDimension"],
+                                                                  "length": 150}}]})  # fmt: skip
+        assert fake.spreadsheets[SID].total_cells() == 29_900
+
+
+def test_a_body_above_ten_mebibytes_is_refused(
+    server: FakeSheetsServer, gc: gspread.Client
+) -> None:
+    sh = gc.open_by_key(SID)
+    text = "x" * 40_000
+    row = {"values": [{"userEnteredValue": {"stringValue": text}}] * 10}
+    write = {"updateCells": {"start": {"sheetId": 0}, "rows": [row] * 27, "fields": "*"}}
+    body = {"requests": [write]}
+    assert len(json.dumps(body)) > 10_485_760
+
+    error = expect_api_error(400, sh.batch_update, body)
+
+    assert error == {
+        "code": 400,
+        "message": "Request payload size exceeds the limit: 10485760 bytes.",
+        "status": "INVALID_ARGUMENT",
+    }
+    assert server.grid(SID, "Sheet1") == []
+    assert server.requests[-1].body_bytes > 10_485_760
+
+
+# --- removing rows, sorting, and undoing a failed write ---------------------------------------
+
+
+def delete_rows(sheet_id: int, start: int, end: int, dimension: str = "ROWS") -> dict[str, Any]:
+    span = {"sheetId": sheet_id, "dimension": dimension, "startIndex": start, "endIndex": end}
+    return {"deleteDimension": {"range": span}}
+
+
+def test_delete_dimension_moves_what_follows_and_shrinks_the_grid(
+    server: FakeSheetsServer, gc: gspread.Client
+) -> None:
+    sh = gc.open_by_key(SID)
+    ws = sh.add_worksheet("T", rows=6, cols=3)
+    ws.update([["h", "x"], ["a", 1], ["b", 2], ["c", 3], ["d", 4]], "A1")
+    ws.freeze(rows=1)
+    sh.batch_update({"requests": [delete_rows(ws.id, 3, 5), delete_rows(ws.id, 1, 2)]})
+
+    assert server.grid(SID, "T") == [["h", "x"], ["b", 2]]
+    assert server.sheet_properties(SID, "T")["gridProperties"]["rowCount"] == 3
+    sh.batch_update({"requests": [delete_rows(ws.id, 0, 1, "COLUMNS")]})
+    assert server.grid(SID, "T") == [["x"], [2]]
+    assert server.sheet_properties(SID, "T")["gridProperties"]["columnCount"] == 2
+
+    every = expect_api_error(400, sh.batch_update, {"requests": [delete_rows(ws.id, 1, 3)]})
+    assert "not possible to delete all non-frozen rows" in every["message"]
+    beyond = expect_api_error(400, sh.batch_update, {"requests": [delete_rows(ws.id, 2, 9)]})
+    assert "Invalid dimension range" in beyond["message"]
+    bad = {"deleteDimension": {"range": {"sheetId": ws.id, "dimension": "ROW"}}}
+    assert "dimension" in expect_api_error(400, sh.batch_update, {"requests": [bad]})["message"]
+    assert len(server.violations) == 1  # "ROW" is not in the discovery document's enum
+    server.violations.clear()
+
+
+def test_sort_range_orders_rows_empty_cells_last(
+    server: FakeSheetsServer, gc: gspread.Client
+) -> None:
+    ws = gc.open_by_key(SID).sheet1
+    ws.update([["id", "n"], ["a", 2], ["b", None], ["c", 10], ["d", 1]], "A1")
+    spec = {"dimensionIndex": 1, "sortOrder": "DESCENDING"}
+    sort = {"sortRange": {"range": {"sheetId": 0, "startRowIndex": 1}, "sortSpecs": [spec]}}
+    ws.spreadsheet.batch_update({"requests": [sort]})
+
+    assert server.grid(SID, "Sheet1") == [["id", "n"], ["c", 10], ["a", 2], ["d", 1], ["b", None]]
+
+
+def test_a_failed_write_puts_back_every_cell_it_changed(
+    server: FakeSheetsServer, gc: gspread.Client
+) -> None:
+    """Cells are changed in place and journalled, not copied: a failure part-way must still
+    leave the spreadsheet exactly as it was."""
+    sh = gc.open_by_key(SID)
+    ws = sh.sheet1
+    ws.update([["a", 1], ["b", 2], ["c", 3]], "A1")
+    ws.format("B1:B3", {"numberFormat": {"type": "NUMBER", "pattern": "0.0"}})
+    before = server.grid(SID, "Sheet1"), server.formats(SID, "Sheet1")
+    value = {"userEnteredValue": {"stringValue": "new"}}
+    body = {
+        "requests": [
+            {"updateCells": {"start": {"sheetId": 0}, "rows": [{"values": [value] * 2}] * 3,
+                             "fields": "userEnteredValue"}},
+            {"repeatCell": {"range": {"sheetId": 0, "endRowIndex": 3},
+                            "cell": {"userEnteredFormat": {"numberFormat": {"type": "TEXT"}}},
+                            "fields": "userEnteredFormat.numberFormat"}},
+            delete_rows(0, 0, 1),
+            {"appendDimension": {"sheetId": 0, "dimension": "ROWS", "length": 5}},
+            {"updateCells": {"start": {"sheetId": 0, "rowIndex": 5000}, "rows": [{}],
+                             "fields": "*"}},
+        ]
+    }  # fmt: skip
+    error = expect_api_error(400, sh.batch_update, body)
+
+    assert error["message"].startswith("Invalid requests[4].updateCells")
+    assert (server.grid(SID, "Sheet1"), server.formats(SID, "Sheet1")) == before
+    assert server.sheet_properties(SID, "Sheet1")["gridProperties"]["rowCount"] == 1000

@@ -266,7 +266,9 @@ def test_key_read_is_one_unformatted_batch_get_of_key_columns(
     dashboard.apply(DashboardUpdate(daily=[daily(date(2024, 3, 2))], transactions=[txn(9)]))
 
     [read] = [r for r in server.requests if r.kind == "values.batchGet"]
-    assert read.query["ranges"] == ["'Daily'!A2:B1000", "'Transactions'!A2:A1000"]
+    # New tabs are as tall as their rows (every cell counts against Google's limit), so the
+    # key columns end where the grid does: two Daily rows, three Transactions rows.
+    assert read.query["ranges"] == ["'Daily'!A2:B3", "'Transactions'!A2:A4"]
     assert read.query["valueRenderOption"] == ["UNFORMATTED_VALUE"]
     assert [r[0] for r in data_rows(server, "Daily")] == [
         to_serial(date(2024, 3, 1)),
@@ -446,12 +448,15 @@ def test_deleted_or_renamed_tab_is_recreated(
     assert server.sheet_properties(SID, "Transactions")["gridProperties"]["frozenRowCount"] == 1
 
 
-# --- request budget for a year's backfill ------------------------------------------------------
+# --- a year's backfill ---------------------------------------------------------------------
 
 
-def test_year_backfill_takes_at_most_ten_requests(
+def test_year_backfill_is_bodies_of_at_most_two_megabytes(
     server: FakeSheetsServer, dashboard: GoogleSheetDashboard
 ) -> None:
+    """Google recommends bodies of at most 2 MB: a big write is as many as it takes (it used to
+    be at most eight, bodies growing instead, until Google's 10 MiB refusal). Each is more than
+    half full, so their number is what the bytes need, not one per subrequest."""
     dashboard.apply(SMALL)  # the tabs exist, as after a first daily run
     start = date(2023, 3, 1)
     currencies = ("usd", "eur", "gbp", "jpy")
@@ -463,8 +468,11 @@ def test_year_backfill_takes_at_most_ten_requests(
     server.reset_counts()
     result = dashboard.apply(update)
 
-    assert server.count() <= 10
     assert kinds(server)[:2] == ["spreadsheets.get", "values.batchGet"]
+    writes = [r.body_bytes for r in server.requests if r.kind == "spreadsheets.batchUpdate"]
+    assert len(writes) == server.count() - 2 > 1
+    assert max(writes) <= 2_000_000
+    assert min(writes[:-1]) > 1_000_000
     assert max(len(json.dumps(r.query)) for r in server.requests) < 1000
     assert result.inserted == {"Daily": 1460, "Monthly": 48, "Transactions": 19_997}
     transactions = data_rows(server, "Transactions")

@@ -1,11 +1,23 @@
 """The Google Sheet dashboard: gspread over google-auth.
 
-One :meth:`GoogleSheetDashboard.apply` costs at most three Sheets API requests once the tabs
-exist: (1) one metadata GET (sheets, grid sizes, charts), (2) one ``values:batchGet`` of the key
-columns of the tabs being written, (3) one ``spreadsheets:batchUpdate`` that writes every new
-and changed row, its number formats, and any missing tab or chart. A very large update (a
-year's backfill) is split into a few batchUpdates of about 2 MB, never more than
-:data:`~bot.dashboard.sheets_requests.MAX_WRITE_BATCHES`.
+One :meth:`GoogleSheetDashboard.apply` sends three Sheets API requests once the tabs exist:
+(1) one metadata GET (sheets, grid sizes, charts), (2) one ``values:batchGet``, (3) one
+``spreadsheets:batchUpdate`` that removes rows, writes every new and changed row, its number
+formats, and any missing tab or chart. A large write (a year's backfill) is several
+batchUpdates of at most 2 MB, paced like every write.
+
+The read (2) is what keeps a daily run's traffic the size of the day. With a key index
+(``index_path``, see ``sheets_index.py``) it reads a few cells of each tab being written: the
+first and last rows the index knows, the row after them (which must be empty), a few rows
+picked at random and the rows about to be rewritten or removed. If they all hold the keys the
+index says, the write is planned from the index; if not (a founder sorted, inserted or deleted
+rows, a tab was recreated), a second read takes the tab's whole key column and the index is
+rebuilt from it. Without an index, or without an entry for the tab, (2) is that whole read.
+
+Transactions keeps the days from ``DashboardUpdate.transactions_from`` on: older rows are
+removed and none is written. Before a write that would take the spreadsheet above Google's
+cell limit, more of its oldest days go (whole days, down to 95 % of the limit) and
+``WriteResult.trimmed`` says so; Daily, Monthly and Charts are never trimmed.
 
 Values are written as typed ``CellData`` (``stringValue`` / ``numberValue``), never parsed as
 user input, so text from Stripe such as ``=IMPORTXML(...)`` or ``+1`` stays text, and numbers
@@ -15,18 +27,23 @@ deleted, renamed) are created after the founder's own.
 Quotas: writes are spaced ``write_interval`` apart (60/minute per user); 429 and 5xx are retried
 under :class:`bot.retry.RetryPolicy` for at most ``max_wait`` seconds, then TemporaryError (75).
 
-This module is the dashboard (key file, errors, the three requests); the HTTP client and its
-retries are in ``sheets_http.py``, the requests it sends are built in ``sheets_requests.py``.
+This module is the dashboard (key file, errors, reads, the order of a write); the HTTP client
+and its retries are in ``sheets_http.py``, the requests it sends are built in
+``sheets_requests.py``, the key index is ``sheets_index.py``.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import logging
 import random
 import re
+import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -37,23 +54,48 @@ from google.oauth2 import service_account
 from gspread.exceptions import APIError
 from gspread.urls import SPREADSHEET_BATCH_UPDATE_URL
 
-from bot.dashboard.base import CHARTS_TITLE, TABS, DashboardUpdate, TabSpec, WriteResult
+from bot.dashboard.base import (
+    CHARTS_TITLE,
+    SHEETS_SPREADSHEET_CELL_LIMIT,
+    TABS,
+    TRANSACTIONS,
+    DashboardUpdate,
+    Row,
+    TabSpec,
+    TransactionRow,
+    WriteResult,
+    key_of,
+)
 from bot.dashboard.sheets_http import BASE_DELAY, MAX_ATTEMPTS, MAX_DELAY, SheetsHTTPClient
+from bot.dashboard.sheets_index import (
+    IndexedRows,
+    Key,
+    ReadRows,
+    SheetIndex,
+    TabRows,
+    TabWrite,
+    open_index,
+)
 from bot.dashboard.sheets_requests import (
+    CHART_ROWS,
     NEW_SHEET_COLUMNS,
-    NEW_SHEET_ROWS,
     Grid,
     Plan,
+    Trim,
     batch_bodies,
     cell_data,
     column_letter,
     dedupe,
+    delete_sheet,
     free_id,
     new_tab,
     plan_charts,
     plan_tab,
+    plan_trim,
     quote,
+    read_day,
     read_key,
+    remove_rows,
     serial,
 )
 from bot.errors import ConfigError, ServiceError, TemporaryError
@@ -63,11 +105,32 @@ SCOPES = ("https://www.googleapis.com/auth/spreadsheets",)
 SPREADSHEET_URL = "https://docs.google.com/spreadsheets/d/{}"
 JSON_HEADERS = {"Content-Type": "application/json"}
 
-# Only what apply() needs: grid sizes to grow, charts to not duplicate, helper columns in use.
+# Only what apply() needs: grid sizes to grow (and to count against the cell limit), charts to
+# not duplicate, helper columns in use.
 METADATA_FIELDS = (
-    "sheets(properties(sheetId,title,index,sheetType,gridProperties(rowCount,columnCount)),"
+    "sheets(properties(sheetId,title,index,sheetType,"
+    "gridProperties(rowCount,columnCount,frozenRowCount)),"
     "charts(chartId,spec(title,basicChart(domains(domain(sourceRange(sources)))))))"
 )
+# Rows of a tab the index check reads besides the first, the last and the one after: picked
+# at random, and at most this many of the rows about to be rewritten in place.
+SAMPLES = 4
+CHECKED_UPDATES = 8
+CHECKED_REMOVALS = 3  # removed ranges whose ends are read
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """One apply, planned: its requests, what the index records once they are sent, the trim
+    of Transactions, and the tabs it creates."""
+
+    plan: Plan
+    writes: list[TabWrite]
+    trim: Trim | None
+    created: tuple[str, ...]
+
 
 _ID = re.compile(r"[A-Za-z0-9_-]+")
 _URL_ID = re.compile(r"/spreadsheets/(?:u/\d+/)?d/([A-Za-z0-9_-]+)")
@@ -103,9 +166,17 @@ class GoogleSheetDashboard:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
+        index_path: Path | None = None,
+        cell_limit: int = SHEETS_SPREADSHEET_CELL_LIMIT,
     ) -> None:
+        """``index_path``: the key index's SQLite file (owned by this dashboard; None: every
+        apply reads the key columns in full). ``cell_limit``: the most cells the spreadsheet
+        may hold (Google's limit; a test sets a small one)."""
         self.spreadsheet_id = parse_spreadsheet_id(spreadsheet_id)
         self.credentials_file = Path(credentials_file)
+        self.index_path = None if index_path is None else Path(index_path)
+        self.cell_limit = cell_limit
+        self._rng = rng or random.Random()
         try:
             # Datetime cells arrive aware and are written as their own wall-clock time; a naive
             # one is taken to be in this zone already.
@@ -131,7 +202,7 @@ class GoogleSheetDashboard:
             cap=MAX_DELAY,
             budget=max_wait,
             attempts=MAX_ATTEMPTS,
-            rng=rng or random.Random(),
+            rng=self._rng,
             sleep=sleep,
         )
         self._http = SheetsHTTPClient(
@@ -156,7 +227,7 @@ class GoogleSheetDashboard:
         return str(meta.get("properties", {}).get("title", ""))
 
     def apply(self, update: DashboardUpdate) -> WriteResult:
-        """Upsert ``update``: 3 requests once the tabs exist (see the module docstring).
+        """Upsert ``update`` (see the module docstring for the requests it takes).
 
         ``updated`` counts rows whose key was already in the tab: they are rewritten in place.
         """
@@ -166,66 +237,287 @@ class GoogleSheetDashboard:
                 params={"includeGridData": "false", "fields": METADATA_FIELDS},
             )
         )
+        index = open_index(self.index_path)
+        try:
+            try:
+                prepared = self._prepare(update, meta, index)
+            except sqlite3.DatabaseError as e:
+                if index is None:
+                    raise
+                # Damaged past what opening it showed: a cache, so start it again.
+                log.warning("the sheet index %s is damaged (%s); rebuilding it", index.path, e)
+                index.close()
+                index.path.unlink(missing_ok=True)
+                index = open_index(self.index_path)
+                prepared = self._prepare(update, meta, index)
+            self._send(prepared.plan.requests())
+            # Only now, with every batch written: a write that failed half-way leaves the index
+            # as it was, which the next run's check finds true or rejects (see sheets_index).
+            if index is not None:
+                self._save_index(index, prepared.writes)
+        finally:
+            if index is not None:
+                index.close()
+        return WriteResult(
+            inserted=prepared.plan.inserted,
+            updated=prepared.plan.updated,
+            location=self.describe(),
+            created=prepared.created,
+            trimmed=self._trimmed(prepared.trim),
+        )
+
+    def _prepare(
+        self, update: DashboardUpdate, meta: Mapping[str, Any], index: SheetIndex | None
+    ) -> _Prepared:
+        """The whole write, planned from the metadata and what is read (nothing is written)."""
         sheets = [s for s in meta.get("sheets", []) if "properties" in s]
         by_title = {s["properties"]["title"]: s["properties"] for s in sheets}
         sheet_ids = {int(s["properties"].get("sheetId", 0)) for s in sheets}
-        plan = Plan()
-
-        grids: dict[str, Grid] = {}
-        rows_by_tab = {tab.title: dedupe(update.rows_for(tab)) for tab in TABS}
         for title in (*(t.title for t in TABS), CHARTS_TITLE):
             if by_title.get(title, {}).get("sheetType", "GRID") != "GRID":
                 raise ServiceError(
                     f"the sheet {title!r} of spreadsheet {self.spreadsheet_id} is not a grid "
                     "(a chart moved to its own sheet?): rename it so revbot can create its tab"
                 )
-        for tab in TABS:
+        tabs = [t for t in TABS if update.keep_transactions or t is not TRANSACTIONS]
+        rows_by_tab = {tab.title: dedupe(update.rows_for(tab)) for tab in tabs}
+        plan = Plan()
+        grids: dict[str, Grid] = {}
+        for tab in tabs:
             existing = by_title.get(tab.title)
             if existing is not None:
-                grid = existing.get("gridProperties", {})
-                grids[tab.title] = Grid(
-                    int(existing.get("sheetId", 0)),
-                    int(grid.get("rowCount", 0)),
-                    int(grid.get("columnCount", 0)),
-                )
+                grids[tab.title] = _grid(existing)
             else:
-                # Missing (never created, deleted or renamed by a founder): create it now.
+                # Missing (never created, deleted or renamed by a founder): create it now, its
+                # grid the size of what it receives (Transactions' once its trim is known).
                 sheet_id = free_id(f"tab:{tab.title}", sheet_ids)
-                rows = max(NEW_SHEET_ROWS, 1 + len(rows_by_tab[tab.title]))
-                grids[tab.title] = Grid(sheet_id, rows, NEW_SHEET_COLUMNS, created=True)
-                plan.structure += new_tab(tab, sheet_id, rows)
+                wide = len(tab.columns) if tab is TRANSACTIONS else NEW_SHEET_COLUMNS
+                rows = max(2, 1 + len(rows_by_tab[tab.title]))
+                grids[tab.title] = Grid(sheet_id, rows, wide, created=True, frozen=1)
+                if tab is not TRANSACTIONS:
+                    plan.structure += new_tab(tab, sheet_id, rows, wide)
+        known = self._known(update, tabs, rows_by_tab, grids, sheets, index)
+        writes, trim = self._plan(update, rows_by_tab, grids, known, plan, sheets, sheet_ids)
+        dropped = by_title.get(TRANSACTIONS.title)
+        if not update.keep_transactions:
+            plan.inserted[TRANSACTIONS.title] = plan.updated[TRANSACTIONS.title] = 0
+        if not update.keep_transactions and dropped is not None:
+            # First, so the cells it frees count before anything grows; after the new tabs
+            # when it is the only sheet (a spreadsheet cannot be left without one).
+            removal = delete_sheet(int(dropped.get("sheetId", 0)))
+            if len(sheets) > 1:
+                plan.removals.insert(0, removal)
+            else:
+                plan.structure.append(removal)
+            writes.append(TabWrite(TRANSACTIONS.title, 0, None, dropped=True))
+        created = tuple(t.title for t in tabs if grids[t.title].created)
+        return _Prepared(plan, writes, trim, created)
 
-        keys = self._read_keys(
-            [t for t in TABS if rows_by_tab[t.title] and not grids[t.title].created], grids
-        )
+    def _plan(
+        self,
+        update: DashboardUpdate,
+        rows_by_tab: Mapping[str, Sequence[Row]],
+        grids: dict[str, Grid],
+        known: Mapping[str, TabRows],
+        plan: Plan,
+        sheets: Sequence[Mapping[str, Any]],
+        sheet_ids: set[int],
+    ) -> tuple[list[TabWrite], Trim | None]:
+        """Every tab's requests into ``plan``; what the index records once they are sent (the
+        tabs read or created: another tab's entry, if any, is left as it is)."""
+        writes: list[TabWrite] = []
         for tab in TABS:
-            plan_tab(plan, tab, rows_by_tab[tab.title], grids[tab.title], keys.get(tab.title))
-
-        plan_charts(plan, update, by_title, sheets, sheet_ids, grids)
-        self._send(plan.requests())
-        created = tuple(t.title for t in TABS if grids[t.title].created)
-        return WriteResult(
-            inserted=plan.inserted, updated=plan.updated, location=self.describe(), created=created
+            if tab is TRANSACTIONS:
+                continue
+            grid = grids[tab.title]
+            inserted = plan_tab(plan, tab, rows_by_tab[tab.title], grid, known.get(tab.title))
+            if tab.title in known or grid.created:
+                writes.append(_tab_write(tab, grid, known, [], inserted))
+        by_title = {s["properties"]["title"]: s["properties"] for s in sheets}
+        charts = plan_charts(plan, update, by_title, sheets, sheet_ids, grids)
+        # What the other sheets hold once written: ours as planned, the founders' as they are.
+        ours = {t.title for t in TABS} | {CHARTS_TITLE}
+        others = sum(_grid(s["properties"]).cells for s in sheets
+                     if s["properties"]["title"] not in ours)  # fmt: skip
+        others += charts.cells + sum(g.cells for t, g in grids.items() if t != TRANSACTIONS.title)
+        tx_grid = grids.get(TRANSACTIONS.title)
+        if tx_grid is None:  # Transactions is not kept
+            if others > self.cell_limit:
+                raise self._no_room()
+            return writes, None
+        grid = tx_grid
+        tx_rows = [r for r in rows_by_tab[TRANSACTIONS.title] if isinstance(r, TransactionRow)]
+        known_tx = known.get(TRANSACTIONS.title)
+        trim = plan_trim(
+            known=known_tx,
+            rows=tx_rows,
+            # A new tab is sized once its rows are known: plan as if it had the least grid.
+            grid=Grid(grid.sheet_id, 2, grid.cols, frozen=1) if grid.created else grid,
+            first_day=update.transactions_from,
+            other_cells=others,
+            limit=self.cell_limit,
         )
+        if trim is None:
+            raise self._no_room()
+        kept = [r for r in tx_rows if trim.first_day is None or r.created.date() >= trim.first_day]
+        if grid.created:
+            grid.rows = max(2, 1 + len(kept))
+            # Before a new Charts tab, as the tabs' order is when all are new.
+            at = next(
+                (i for i, r in enumerate(plan.structure) if _adds(r, CHARTS_TITLE)),
+                len(plan.structure),
+            )
+            plan.structure[at:at] = new_tab(TRANSACTIONS, grid.sheet_id, grid.rows, grid.cols)
+        else:
+            remove_rows(plan, grid, trim.removed)
+        inserted = plan_tab(plan, TRANSACTIONS, kept, grid, known_tx, trim.removed)
+        if known_tx is not None or grid.created:
+            writes.append(_tab_write(TRANSACTIONS, grid, known, trim.removed, inserted))
+        return writes, trim
+
+    def _no_room(self) -> ServiceError:
+        return ServiceError(
+            f"spreadsheet {self.spreadsheet_id} would hold more than Google Sheets' limit of "
+            f"{self.cell_limit:,} cells even without Transactions rows: delete tabs, rows or "
+            "columns you do not need, or point GOOGLE_SHEET_ID at a new spreadsheet"
+        )
+
+    def _trimmed(self, trim: Trim | None) -> str | None:
+        if trim is None or not trim.limited:
+            return None
+        kept = (
+            f"keeps the days from {trim.kept.isoformat()} on"
+            if trim.kept is not None
+            else "keeps no day"
+        )
+        return (
+            f"Transactions {kept}: Google Sheets' limit of {self.cell_limit:,} cells per "
+            "spreadsheet"
+        )
+
+    def _save_index(self, index: SheetIndex, writes: Sequence[TabWrite]) -> None:
+        try:
+            index.save(self.spreadsheet_id, writes)
+        except sqlite3.Error as e:
+            # The sheet is written; an index left as it was is checked (and rebuilt) next run.
+            log.warning("cannot update the sheet index %s (%s)", index.path, e)
 
     # -- reading ------------------------------------------------------------------------------
 
-    def _read_keys(
-        self, tabs: Sequence[TabSpec], grids: Mapping[str, Grid]
-    ) -> dict[str, list[tuple[str, ...] | None]]:
-        """Each tab's keys by data row (``None`` for a row without a key), in one request."""
-        tabs = [t for t in tabs if grids[t.title].rows > 1]
-        if not tabs:
-            return {}
-        ranges = [
-            f"{quote(t.title)}!A2:{column_letter(t.key_width - 1)}{grids[t.title].rows}"
-            for t in tabs
-        ]
-        # Unformatted, so a date key is its serial number whatever format a founder applied.
+    def _known(
+        self,
+        update: DashboardUpdate,
+        tabs: Sequence[TabSpec],
+        rows_by_tab: Mapping[str, Sequence[Row]],
+        grids: Mapping[str, Grid],
+        sheets: Sequence[Mapping[str, Any]],
+        index: SheetIndex | None,
+    ) -> dict[str, TabRows]:
+        """The rows of each existing tab this write needs to know, in one read when the index
+        holds (two when its check fails)."""
+        first_day = update.transactions_from
+        wanted = [t for t in tabs if not grids[t.title].created and rows_by_tab[t.title]]
+        tx = grids.get(TRANSACTIONS.title)
+        trimming = first_day is not None or self._may_pass_limit(update, rows_by_tab, grids, sheets)
+        if tx is not None and not tx.created and trimming and TRANSACTIONS not in wanted:
+            wanted.append(TRANSACTIONS)
+        # Days are read only when they may be needed: to trim, or to keep in the index.
+        with_days = index is not None or trimming
+        out: dict[str, TabRows] = {}
+        checks: dict[str, tuple[IndexedRows, list[tuple[int, int]]]] = {}
+        full: list[TabSpec] = []
+        for tab in wanted:
+            grid = grids[tab.title]
+            indexed = index.rows(self.spreadsheet_id, tab.title, grid.sheet_id) if index else None
+            if grid.rows <= 1:
+                out[tab.title] = ReadRows()  # nothing under the header
+            elif indexed is None or indexed.count + 1 > grid.rows:
+                full.append(tab)  # no entry, another tab of that name, or rows deleted
+            else:
+                wanted_rows = self._check_rows(
+                    tab, indexed, grid, rows_by_tab[tab.title], first_day
+                )
+                checks[tab.title] = (indexed, _runs(wanted_rows))
+        ranges = [_row_range(t, run) for t, (_, runs) in checks.items() for run in runs]
+        ranges += [_key_range(t, grids[t.title], with_days) for t in full]
+        replies = iter(self._batch_get(ranges))
+        again: list[TabSpec] = []
+        for title, (indexed, runs) in checks.items():
+            tab = next(t for t in wanted if t.title == title)
+            if _matches(tab, indexed, runs, [next(replies) for _ in runs]):
+                out[title] = indexed
+            else:
+                log.info("the %s tab differs from the key index; reading its keys", title)
+                again.append(tab)
+        for tab in full:
+            out[tab.title] = _read_rows(tab, next(replies))
+        if again:
+            reread = self._batch_get([_key_range(t, grids[t.title], with_days) for t in again])
+            for tab, values in zip(again, reread, strict=True):
+                out[tab.title] = _read_rows(tab, values)
+        return out
+
+    def _may_pass_limit(
+        self,
+        update: DashboardUpdate,
+        rows_by_tab: Mapping[str, Sequence[Row]],
+        grids: Mapping[str, Grid],
+        sheets: Sequence[Mapping[str, Any]],
+    ) -> bool:
+        """Whether this write could take the spreadsheet above the cell limit, by a bound
+        that cannot be short: every row new, every chart new, the Charts tab as tall as the
+        tallest tab. Only then must a read without the index take Transactions' days."""
+        by_title = {s["properties"]["title"]: _grid(s["properties"]) for s in sheets}
+        ours = {t.title for t in TABS} | {CHARTS_TITLE}
+        total = sum(g.cells for title, g in by_title.items() if title not in ours)
+        tallest = 0
+        for tab in TABS:
+            if tab.title in grids:
+                grid, rows = grids[tab.title], len(rows_by_tab[tab.title])
+                total += (grid.rows + rows) * max(grid.cols, len(tab.columns))
+                tallest = max(tallest, grid.rows + rows)
+        currencies = {r.currency.upper() for r in update.daily} | {
+            r.currency.upper() for r in update.monthly
+        }
+        charts = by_title.get(CHARTS_TITLE, Grid(0, 0, 0))
+        cols = max(charts.cols, NEW_SHEET_COLUMNS) + 4 * len(currencies)
+        rows = max(charts.rows, tallest, CHART_ROWS * (cols // 4 + 1))
+        return total + rows * cols > self.cell_limit
+
+    def _check_rows(
+        self,
+        tab: TabSpec,
+        indexed: IndexedRows,
+        grid: Grid,
+        rows: Sequence[Row],
+        first_day: date | None,
+    ) -> list[int]:
+        """The rows whose keys the index check reads: the first and the last known, the one
+        after (it must be empty), a few at random, and some of those about to be rewritten or
+        removed (so a shift the others miss cannot misplace a write)."""
+        n = indexed.count
+        wanted = {1, n} if n else set()
+        if n + 1 < grid.rows:
+            wanted.add(n + 1)
+        wanted |= {self._rng.randint(1, n) for _ in range(SAMPLES)} if n > 2 else set()
+        found = sorted(indexed.find({key_of(r) for r in rows}).values())
+        if len(found) > CHECKED_UPDATES:
+            found = self._rng.sample(found, CHECKED_UPDATES)
+        wanted.update(found)
+        if tab is TRANSACTIONS and first_day is not None:
+            for start, end in _runs(indexed.positions_before(first_day))[:CHECKED_REMOVALS]:
+                wanted |= {start, end - 1, end}
+        return sorted(p for p in wanted if 1 <= p <= n + 1 and p < grid.rows)
+
+    def _batch_get(self, ranges: Sequence[str]) -> list[list[list[Any]]]:
+        """The values of ``ranges`` in one request, unformatted (a date key is its serial
+        number whatever format a founder applied), row by row."""
+        if not ranges:
+            return []
         reply = self._call(
             lambda: self._http.values_batch_get(
                 self.spreadsheet_id,
-                ranges,
+                list(ranges),
                 params={
                     "valueRenderOption": "UNFORMATTED_VALUE",
                     "dateTimeRenderOption": "SERIAL_NUMBER",
@@ -233,10 +525,8 @@ class GoogleSheetDashboard:
                 },
             )
         )
-        out: dict[str, list[tuple[str, ...] | None]] = {}
-        for tab, value_range in zip(tabs, reply.get("valueRanges", []), strict=False):
-            out[tab.title] = [read_key(tab, values) for values in value_range.get("values", [])]
-        return out
+        values = [list(r.get("values", [])) for r in reply.get("valueRanges", [])]
+        return values + [[] for _ in range(len(ranges) - len(values))]
 
     # -- sending ------------------------------------------------------------------------------
 
@@ -290,6 +580,80 @@ class GoogleSheetDashboard:
 
 
 # --- helpers --------------------------------------------------------------------------------
+
+
+def _grid(props: Mapping[str, Any]) -> Grid:
+    grid = props.get("gridProperties", {})
+    return Grid(
+        int(props.get("sheetId", 0)),
+        int(grid.get("rowCount", 0)),
+        int(grid.get("columnCount", 0)),
+        frozen=int(grid.get("frozenRowCount", 0)),
+    )
+
+
+def _adds(request: Mapping[str, Any], title: str) -> bool:
+    """Whether ``request`` is the addSheet of the tab ``title``."""
+    return bool(request.get("addSheet", {}).get("properties", {}).get("title") == title)
+
+
+def _runs(positions: Sequence[int]) -> list[tuple[int, int]]:
+    """Ascending positions as half-open ranges of consecutive ones."""
+    out: list[tuple[int, int]] = []
+    for p in sorted(positions):
+        if out and out[-1][1] == p:
+            out[-1] = (out[-1][0], p + 1)
+        else:
+            out.append((p, p + 1))
+    return out
+
+
+def _row_range(title: str, run: tuple[int, int]) -> str:
+    """The key cells of the grid rows ``run`` (half-open) of the tab ``title``."""
+    tab = next(t for t in TABS if t.title == title)
+    return f"{quote(title)}!A{run[0] + 1}:{column_letter(tab.key_width - 1)}{run[1]}"
+
+
+def _key_range(tab: TabSpec, grid: Grid, with_days: bool) -> str:
+    """The tab's key columns (and Transactions' ``created``, for its days) under the header."""
+    width = 2 if tab is TRANSACTIONS and with_days else tab.key_width
+    return f"{quote(tab.title)}!A2:{column_letter(width - 1)}{grid.rows}"
+
+
+def _read_rows(tab: TabSpec, values: Sequence[Sequence[Any]]) -> ReadRows:
+    keys = [read_key(tab, row) for row in values]
+    days = [read_day(row[1]) if tab is TRANSACTIONS and len(row) > 1 else None for row in values]
+    return ReadRows(keys, days)
+
+
+def _matches(
+    tab: TabSpec,
+    indexed: IndexedRows,
+    runs: Sequence[tuple[int, int]],
+    got: Sequence[Sequence[Sequence[Any]]],
+) -> bool:
+    """Whether the rows read (one list of rows per run) hold the keys the index says."""
+    expected = indexed.keys_at([p for start, end in runs for p in range(start, end)])
+    for (start, end), values in zip(runs, got, strict=True):
+        for offset, position in enumerate(range(start, end)):
+            row = values[offset] if offset < len(values) else []
+            if read_key(tab, row) != expected.get(position):
+                return False
+    return True
+
+
+def _tab_write(
+    tab: TabSpec,
+    grid: Grid,
+    known: Mapping[str, TabRows],
+    removed: list[tuple[int, int]],
+    inserted: Sequence[tuple[int, Row]],
+) -> TabWrite:
+    def day(row: Row) -> date | None:
+        return row.created.date() if isinstance(row, TransactionRow) else None
+
+    rows: list[tuple[int, Key, date | None]] = [(at, key_of(r), day(r)) for at, r in inserted]
+    return TabWrite(tab.title, grid.sheet_id, known.get(tab.title), removed, rows)
 
 
 def _load_key(path: Path) -> dict[str, Any]:

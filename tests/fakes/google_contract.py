@@ -8,7 +8,9 @@ misspelt field is an error, as it is for Google ("Unknown name ... Cannot find f
 :func:`to_json_schema` produces that JSON Schema (usable with ``jsonschema``). The fake server
 validates with :class:`SheetsContract`, which compiles the same schema into plain Python
 closures: ``jsonschema`` needs ~20 s for the body of a 20,000-row backfill, the closures well
-under a second, and a test checks that both agree.
+under a second, and a test checks that both agree. Two sets of closures: one that only says
+whether a value is valid (no path strings built, so a 300,000-row write is validated in
+seconds), and one that names every violation, run only on a value the first one refused.
 """
 
 from __future__ import annotations
@@ -165,6 +167,89 @@ class _Compiler:
         return check_scalar
 
 
+Ok = Callable[[Any], bool]
+
+
+def _always(value: Any) -> bool:
+    return True
+
+
+class _FastCompiler:
+    """The same schemas as :class:`_Compiler`, compiled into ``ok(value) -> bool``.
+
+    Each compiled schema is a one-item list holding its closure, so a recursive ``$ref`` is
+    bound before its closure exists and costs one list index at run time, not a call."""
+
+    def __init__(self, definitions: Mapping[str, Any]) -> None:
+        self._definitions = definitions
+        self._refs: dict[str, list[Ok]] = {}
+
+    def ref(self, name: str) -> list[Ok]:
+        holder = self._refs.get(name)
+        if holder is None:
+            holder = self._refs[name] = []
+            holder.append(self.compile(self._definitions[name])[0])
+        return holder
+
+    def compile(self, schema: Mapping[str, Any]) -> list[Ok]:
+        if "$ref" in schema:
+            return self.ref(schema["$ref"].rsplit("/", 1)[1])
+        kind = schema.get("type")
+        if kind is None:
+            return [_always]
+        kinds = kind if isinstance(kind, list) else [kind]
+        if "object" in kinds:
+            return [self._object(schema)]
+        if "array" in kinds:
+            item = self.compile(schema.get("items", {}))
+
+            def ok_array(v: Any) -> bool:
+                if not isinstance(v, list):
+                    return False
+                check = item[0]
+                for x in v:  # noqa: SIM110 - all() over a generator is slower, per cell
+                    if not check(x):
+                        return False
+                return True
+
+            return [ok_array]
+        tests = [_JSON_TYPES[k] for k in kinds]
+        enum = schema.get("enum")
+        allowed = frozenset(enum) if enum is not None else None
+        if len(tests) == 1 and allowed is None:
+            return [tests[0]]
+
+        def ok_scalar(v: Any) -> bool:
+            if not any(t(v) for t in tests):
+                return False
+            return allowed is None or v in allowed
+
+        return [ok_scalar]
+
+    def _object(self, schema: Mapping[str, Any]) -> Ok:
+        props = {k: self.compile(s) for k, s in schema.get("properties", {}).items()}
+        extra = schema.get("additionalProperties", True)
+        extra_check = self.compile(extra) if isinstance(extra, dict) else None
+        closed = extra is False
+
+        def ok_object(v: Any) -> bool:
+            if not isinstance(v, dict):
+                return False
+            for key, item in v.items():
+                sub = props.get(key)
+                if sub is None:
+                    if extra_check is not None:
+                        if not extra_check[0](item):
+                            return False
+                    elif closed:
+                        return False
+                elif not sub[0](item):
+                    return False
+            return True
+
+        return ok_object
+
+
 @dataclass(frozen=True, slots=True)
 class Method:
     """One REST method of the discovery document."""
@@ -209,6 +294,7 @@ class SheetsContract:
         doc = discovery if discovery is not None else load_discovery()
         self.json_schema = to_json_schema(doc)
         self._compiler = _Compiler(self.json_schema["definitions"])
+        self._fast = _FastCompiler(self.json_schema["definitions"])
         self._global_params: Mapping[str, Any] = doc.get("parameters", {})
         methods = []
         for m in _iter_methods(doc["resources"]):
@@ -243,11 +329,21 @@ class SheetsContract:
             if body not in (None, {}):
                 errors.append(f"{method.id} takes no request body")
             return errors
-        self._compiler.ref(method.request_ref)(body if body is not None else {}, "", errors)
-        return errors
+        return self.schema_errors(method.request_ref, body if body is not None else {})
 
     def schema_errors(self, ref: str, value: Any) -> list[str]:
         """Violations of ``value`` against the discovery schema named ``ref``."""
+        errors: list[str] = []
+        if not self.is_valid(ref, value):
+            self._compiler.ref(ref)(value, "", errors)
+        return errors
+
+    def is_valid(self, ref: str, value: Any) -> bool:
+        """Whether ``value`` is valid against the schema ``ref`` (the fast closures alone)."""
+        return self._fast.ref(ref)[0](value)
+
+    def detailed_errors(self, ref: str, value: Any) -> list[str]:
+        """Violations found by the detailed closures alone (a test checks both agree)."""
         errors: list[str] = []
         self._compiler.ref(ref)(value, "", errors)
         return errors

@@ -5,7 +5,13 @@ cell, Google's grid limits), issues OAuth tokens from its own ``/token`` endpoin
 them, answers errors in Google's JSON shape (reference sheets-and-resend.md §1), validates every
 request against the discovery document (``google_contract``), counts requests and can inject
 failures. Only what a test needs is implemented; an unsupported ``batchUpdate`` request type is
-a clear 400, never a silent success.
+a clear 400, never a silent success. Like Google it refuses a body above 10 MiB and any change
+that takes a spreadsheet above its cell limit (``max_cells``, Google's 10,000,000 by default),
+and it records the bytes of each request and answer, so a test can say what a run costs.
+
+A write is atomic without copying the spreadsheet: every cell changed in place is journalled
+and put back if a later subrequest fails, so a 300,000-row tab costs a daily write what the day
+costs, not a copy of 3,600,000 cells.
 
 Known simplifications: formulas are stored, never evaluated (values reads return the formula
 text); values.append's table detection is a simple "contiguous block" rule; FORMATTED_VALUE
@@ -17,12 +23,13 @@ from __future__ import annotations
 import base64
 import copy
 import functools
+import gc
 import itertools
 import json
 import re
 import secrets
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -38,6 +45,8 @@ from tests.fakes.google_contract import SheetsContract, strip_nulls
 DEFAULT_ROWS = 1000
 DEFAULT_COLUMNS = 26
 MAX_CELLS = 10_000_000
+# Google's limit on a request body (a 400 INVALID_ARGUMENT above it).
+MAX_BODY_BYTES = 10_485_760
 MAX_COLUMNS = 18_278
 SERIAL_EPOCH = datetime(1899, 12, 30)
 
@@ -88,11 +97,19 @@ class Formula:
 
 
 class RecordedRequest(NamedTuple):
-    """One request to the Sheets API (token requests are kept apart)."""
+    """One request to the Sheets API (token requests are kept apart), with its size: the bytes
+    of its target (path and query, as sent), of its body, and of the JSON answered."""
 
     method: str
     path: str
     query: dict[str, list[str]]
+    target_bytes: int = 0
+    body_bytes: int = 0
+    response_bytes: int = 0
+
+    @property
+    def request_bytes(self) -> int:
+        return self.target_bytes + self.body_bytes
 
     @property
     def kind(self) -> str:
@@ -281,6 +298,65 @@ def apply_mask(target: Mapping[str, Any], source: Mapping[str, Any], tree: Field
         else:
             out.pop(key, None)
     return out
+
+
+Mask = Callable[[Mapping[str, Any], Mapping[str, Any]], dict[str, Any]]
+
+
+def compile_mask(tree: FieldTree) -> Mask:
+    """``apply_mask`` for one ``tree``, its shape worked out once per request, not per cell."""
+    if "*" in tree:
+        return lambda target, source: dict(source)
+    path = _chain(tree)
+    if path is None:
+        return lambda target, source: apply_mask(target, source, tree)
+    if len(path) == 1:
+        key = path[0]
+
+        def one(target: Mapping[str, Any], source: Mapping[str, Any]) -> dict[str, Any]:
+            if not target and len(source) == 1 and key in source:
+                return source  # type: ignore[return-value]  # shared: cells are never mutated
+            out = dict(target)
+            if key in source:
+                out[key] = source[key]
+            else:
+                out.pop(key, None)
+            return out
+
+        return one
+    if len(path) == 2:
+        return _two_level(*path)
+    return lambda target, source: _set_path(target, source, path)
+
+
+def _two_level(outer: str, leaf: str) -> Mask:
+    """The mask ``outer.leaf`` (``userEnteredFormat.numberFormat``): a cell whose ``outer``
+    holds nothing else shares one ``outer`` per source, so formatting a column of 300,000
+    cells makes one small dict per cell, not three."""
+    memo: list[Any] = [None, {}]  # the last source, and its ``outer`` for such a cell
+
+    def two(target: Mapping[str, Any], source: Mapping[str, Any]) -> dict[str, Any]:
+        if memo[0] is not source:
+            given = source.get(outer) or {}
+            memo[0], memo[1] = source, ({leaf: given[leaf]} if leaf in given else {})
+        old = target.get(outer)
+        if not old or (len(old) == 1 and leaf in old):
+            inner = memo[1]
+        else:
+            inner = dict(old)
+            given = source.get(outer) or {}
+            if leaf in given:
+                inner[leaf] = given[leaf]
+            else:
+                inner.pop(leaf, None)
+        out = dict(target)
+        if inner:
+            out[outer] = inner
+        else:
+            out.pop(outer, None)
+        return out
+
+    return two
 
 
 def _chain(tree: FieldTree) -> list[str] | None:
@@ -654,6 +730,43 @@ def _check_within(sheet: Sheet, area: Area) -> None:
 
 # --- the server ---------------------------------------------------------------------------------
 
+Cells = dict[tuple[int, int], Any]
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's cycle collector off while one request is served: a 2 MB write makes millions of
+    small dicts and lists, none in a cycle, and the collector would otherwise walk the whole
+    heap (every stored cell) many times over; it runs once, later, instead."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+class _Journal:
+    """The cells a write changed in place, each as it was before (None: it was empty)."""
+
+    def __init__(self) -> None:
+        self._dicts: dict[int, tuple[Cells, dict[tuple[int, int], Any]]] = {}
+
+    def before(self, cells: Cells) -> dict[tuple[int, int], Any]:
+        entry = self._dicts.get(id(cells))
+        if entry is None:
+            entry = self._dicts[id(cells)] = (cells, {})
+        return entry[1]
+
+    def undo(self) -> None:
+        for cells, before in self._dicts.values():
+            for key, old in before.items():
+                if old is None:
+                    cells.pop(key, None)
+                else:
+                    cells[key] = old
+
 
 @dataclass
 class _Injection:
@@ -661,6 +774,7 @@ class _Injection:
     times: int
     kind: str | None
     body: dict[str, Any] | None
+    skip: int = 0
 
 
 def _kind_of(method: str, path: str) -> str:
@@ -679,8 +793,10 @@ class FakeSheetsServer(LocalServer):
 
     thread_name = "fake-sheets"
 
-    def __init__(self) -> None:
+    def __init__(self, *, max_cells: int = MAX_CELLS) -> None:
         self.contract = _contract()
+        # The most cells (rowCount x columnCount over all sheets) a spreadsheet may have.
+        self.max_cells = max_cells
         self.spreadsheets: dict[str, Spreadsheet] = {}
         self.requests: list[RecordedRequest] = []
         self.statuses: list[int] = []
@@ -690,6 +806,8 @@ class FakeSheetsServer(LocalServer):
         self._injections: list[_Injection] = []
         self._lock = threading.RLock()
         self._ids = itertools.count(1_000_000_001, 7_919)
+        # The write under way: per cells dict changed in place, each key's cell before it.
+        self._journal: _Journal | None = None
 
     # lifecycle -------------------------------------------------------------------------------
 
@@ -734,10 +852,12 @@ class FakeSheetsServer(LocalServer):
         times: int = 1,
         kind: str | None = None,
         body: dict[str, Any] | None = None,
+        skip: int = 0,
     ) -> None:
-        """The next ``times`` Sheets requests (of ``kind`` if given) answer ``status``."""
+        """The next ``times`` Sheets requests (of ``kind`` if given) answer ``status``, once
+        ``skip`` of them have been served as usual (say, the second body of a write)."""
         with self._lock:
-            self._injections.append(_Injection(status, times, kind, body))
+            self._injections.append(_Injection(status, times, kind, body, skip))
 
     def clear_injections(self) -> None:
         with self._lock:
@@ -838,21 +958,30 @@ class FakeSheetsServer(LocalServer):
 
     def handle(
         self, method: str, raw_path: str, headers: Mapping[str, str], body: bytes
-    ) -> tuple[int, dict[str, Any]]:
-        """One HTTP request -> (status, JSON body)."""
+    ) -> tuple[int, bytes]:
+        """One HTTP request -> (status, JSON body as bytes)."""
         split = urlsplit(raw_path)
         path = unquote(split.path)
         query = parse_qs(split.query, keep_blank_values=True)
         if path == "/token":
-            return self._token(method, body)
-        with self._lock:
-            self.requests.append(RecordedRequest(method, path, query))
+            status, payload = self._token(method, body)
+            return status, json.dumps(payload).encode("utf-8")
+        with self._lock, _collector_paused():
             try:
                 status, payload = 200, self._api(method, path, query, headers, body)
             except ApiError as e:
                 status, payload = e.code, e.body()
+            data = json.dumps(payload).encode("utf-8")
+            target = len(raw_path.encode("utf-8"))
+            self.requests.append(RecordedRequest(method, path, query, target, len(body), len(data)))
             self.statuses.append(status)
-            return status, payload
+            return status, data
+
+    def traffic_bytes(self, kind: str | None = None) -> tuple[int, int]:
+        """(bytes sent to, bytes answered by) the API, over all requests or one kind's."""
+        with self._lock:
+            chosen = [r for r in self.requests if kind is None or r.kind == kind]
+            return sum(r.request_bytes for r in chosen), sum(r.response_bytes for r in chosen)
 
     def _token(self, method: str, body: bytes) -> tuple[int, dict[str, Any]]:
         form = parse_qs(body.decode("utf-8"))
@@ -880,6 +1009,8 @@ class FakeSheetsServer(LocalServer):
         headers: Mapping[str, str],
         body: bytes,
     ) -> dict[str, Any]:
+        if len(body) > MAX_BODY_BYTES:
+            raise _bad_request(f"Request payload size exceeds the limit: {MAX_BODY_BYTES} bytes.")
         auth = headers.get("Authorization") or headers.get("authorization") or ""
         if not auth.startswith("Bearer ") or auth[7:] not in self.tokens:
             raise ApiError(401)
@@ -889,6 +1020,9 @@ class FakeSheetsServer(LocalServer):
         api_method, params = found
         for rule in self._injections:
             if rule.times > 0 and (rule.kind is None or rule.kind == api_method.kind):
+                if rule.skip > 0:
+                    rule.skip -= 1
+                    continue
                 rule.times -= 1
                 if rule.body is not None:
                     raise _Injected(rule.status, rule.body)
@@ -925,7 +1059,11 @@ class FakeSheetsServer(LocalServer):
         if handler is None:
             self.violations.append(f"{api_method.id}: not implemented by the fake")
             raise _bad_request(f"{api_method.id} is not implemented by the fake Sheets server")
-        result: dict[str, Any] = handler(book, params, opts, query, data or {})
+        if api_method.http_method == "GET":
+            result: dict[str, Any] = handler(book, params, opts, query, data or {})
+        else:
+            with self._atomic(book):
+                result = handler(book, params, opts, query, data or {})
         return result
 
     # spreadsheets.get ---------------------------------------------------------------------------
@@ -990,13 +1128,27 @@ class FakeSheetsServer(LocalServer):
         dt_option = opts.get("dateTimeRenderOption", "SERIAL_NUMBER")
         assert area.row1 is not None and area.col1 is not None
         rows: list[list[Any]] = []
-        # Walk the stored cells, not the area: a whole column of a 50,000-row sheet is cheap.
+        # Walk the area or the stored cells, whichever is smaller: a few cells of a 300,000-row
+        # sheet, or a whole column of a sheet that is mostly empty, are both cheap.
         present: dict[int, dict[int, Any]] = {}
-        for (r, c), cell in sheet.cells.items():
-            if area.row0 <= r < area.row1 and area.col0 <= c < area.col1:
-                value = render_value(cell, value_option, dt_option)
-                if value is not None:
-                    present.setdefault(r - area.row0, {})[c - area.col0] = value
+        cells = sheet.cells
+        if (area.row1 - area.row0) * (area.col1 - area.col0) <= len(cells):
+            found = (
+                ((r, c), cells[(r, c)])
+                for r in range(area.row0, area.row1)
+                for c in range(area.col0, area.col1)
+                if (r, c) in cells
+            )
+        else:
+            found = (
+                (k, cell)
+                for k, cell in cells.items()
+                if area.row0 <= k[0] < area.row1 and area.col0 <= k[1] < area.col1
+            )
+        for (r, c), cell in found:
+            value = render_value(cell, value_option, dt_option)
+            if value is not None:
+                present.setdefault(r - area.row0, {})[c - area.col0] = value
         if present:
             for r in range(max(present) + 1):
                 cells = present.get(r, {})
@@ -1090,7 +1242,7 @@ class FakeSheetsServer(LocalServer):
                     fmt = parsed.get("userEnteredFormat")
                     if fmt and not (new.get("userEnteredFormat") or {}).get("numberFormat"):
                         new["userEnteredFormat"] = {**new.get("userEnteredFormat", {}), **fmt}
-                sheet.set_cell(row0 + r, col0 + c, new)
+                self._put(sheet.cells, (row0 + r, col0 + c), new)
         return {
             "spreadsheetId": book.id,
             "updatedRange": sheet.a1(written),
@@ -1107,9 +1259,8 @@ class FakeSheetsServer(LocalServer):
         query: dict[str, list[str]],
         data: dict[str, Any],
     ) -> dict[str, Any]:
-        work = book.clone()
+        work = book
         result = self._write_values(work, params["range"], data, opts.get("valueInputOption"))
-        self._commit(work)
         return result
 
     def _values_batch_update(
@@ -1120,13 +1271,12 @@ class FakeSheetsServer(LocalServer):
         query: dict[str, list[str]],
         data: dict[str, Any],
     ) -> dict[str, Any]:
-        work = book.clone()
+        work = book
         option = data.get("valueInputOption")
         responses = [
             self._write_values(work, item.get("range", ""), item, option)
             for item in data.get("data", [])
         ]
-        self._commit(work)
         return {
             "spreadsheetId": book.id,
             "totalUpdatedRows": sum(r["updatedRows"] for r in responses),
@@ -1144,7 +1294,7 @@ class FakeSheetsServer(LocalServer):
         query: dict[str, list[str]],
         data: dict[str, Any],
     ) -> dict[str, Any]:
-        work = book.clone()
+        work = book
         sheet, area = work.parse_range(params["range"])
         option = opts.get("valueInputOption")
         if option not in ("RAW", "USER_ENTERED"):
@@ -1186,7 +1336,6 @@ class FakeSheetsServer(LocalServer):
         self._check_limits(work)
         a1 = f"{quote_title(sheet.title)}!{column_letter(col0)}{target + 1}"
         updates = self._write_values(work, a1, {"values": rows}, option, start=(target, col0))
-        self._commit(work)
         out: dict[str, Any] = {"spreadsheetId": book.id, "updates": updates}
         if table_range:
             out["tableRange"] = table_range
@@ -1200,7 +1349,7 @@ class FakeSheetsServer(LocalServer):
         for key in [k for k in sheet.cells if area.row0 <= k[0] < area.row1
                     and area.col0 <= k[1] < area.col1]:  # fmt: skip
             rest = {k: v for k, v in sheet.cells[key].items() if k != "userEnteredValue"}
-            sheet.set_cell(*key, rest)
+            self._put(sheet.cells, key, rest)
         return sheet.a1(area)
 
     def _values_clear(
@@ -1211,9 +1360,8 @@ class FakeSheetsServer(LocalServer):
         query: dict[str, list[str]],
         data: dict[str, Any],
     ) -> dict[str, Any]:
-        work = book.clone()
+        work = book
         cleared = self._clear(work, params["range"])
-        self._commit(work)
         return {"spreadsheetId": book.id, "clearedRange": cleared}
 
     def _values_batch_clear(
@@ -1224,21 +1372,50 @@ class FakeSheetsServer(LocalServer):
         query: dict[str, list[str]],
         data: dict[str, Any],
     ) -> dict[str, Any]:
-        work = book.clone()
+        work = book
         cleared = [self._clear(work, text) for text in data.get("ranges", [])]
-        self._commit(work)
         return {"spreadsheetId": book.id, "clearedRanges": cleared}
 
     # spreadsheets.batchUpdate ------------------------------------------------------------------
 
-    def _commit(self, work: Spreadsheet) -> None:
-        self.spreadsheets[work.id] = work
+    def _put(self, cells: Cells, key: tuple[int, int], new: Mapping[str, Any]) -> None:
+        """Set one cell (or empty it), journalled so a failed write can be undone."""
+        old = cells.get(key)
+        if self._journal is not None:
+            self._journal.before(cells).setdefault(key, old)
+        if new:
+            cells[key] = dict(new)
+        elif old is not None:
+            del cells[key]
+
+    @contextmanager
+    def _atomic(self, book: Spreadsheet) -> Iterator[None]:
+        """All of a write or none of it: cells changed in place are journalled, the small
+        things (sheet list, properties, charts, dimension properties) are copied, and a
+        handler that rebuilds a sheet's cells assigns a new dict, leaving the old one whole."""
+        sheets = list(book.sheets)
+        kept = [
+            (s, copy.deepcopy(s.props), s.cells, copy.deepcopy(s.charts), dict(s.dimension_props))
+            for s in sheets
+        ]
+        self._journal = journal = _Journal()
+        try:
+            yield
+        except BaseException:
+            journal.undo()
+            for sheet, props, cells, charts, dimensions in kept:
+                sheet.props, sheet.cells = props, cells
+                sheet.charts, sheet.dimension_props = charts, dimensions
+            book.sheets[:] = sheets
+            raise
+        finally:
+            self._journal = None
 
     def _check_limits(self, book: Spreadsheet) -> None:
-        if book.total_cells() > MAX_CELLS:
+        if book.total_cells() > self.max_cells:
             raise _bad_request(
                 "This action would increase the number of cells in the workbook above the "
-                f"limit of {MAX_CELLS} cells."
+                f"limit of {self.max_cells} cells."
             )
         for sheet in book.sheets:
             if sheet.cols > MAX_COLUMNS:
@@ -1252,7 +1429,7 @@ class FakeSheetsServer(LocalServer):
         query: dict[str, list[str]],
         data: dict[str, Any],
     ) -> dict[str, Any]:
-        work = book.clone()
+        work = book
         replies = []
         requests = data.get("requests") or []
         if not requests:
@@ -1272,13 +1449,12 @@ class FakeSheetsServer(LocalServer):
             where = f"Invalid requests[{i}].{kind}: "
             try:
                 reply = handler(work, request[kind])
+                self._check_limits(work)
             except ApiError as e:
                 if not e.message.startswith("Invalid requests["):
                     e.message = where + e.message
                 raise
-            self._check_limits(work)
             replies.append(reply or {})
-        self._commit(work)
         out: dict[str, Any] = {"spreadsheetId": book.id, "replies": replies}
         if data.get("includeSpreadsheetInResponse"):
             out["updatedSpreadsheet"] = self._resource(work, grid_data=False)
@@ -1295,6 +1471,8 @@ class FakeSheetsServer(LocalServer):
             "appendCells": self._append_cells,
             "appendDimension": self._append_dimension,
             "insertDimension": self._insert_dimension,
+            "deleteDimension": self._delete_dimension,
+            "sortRange": self._sort_range,
             "repeatCell": self._repeat_cell,
             "updateDimensionProperties": self._update_dimension_properties,
             "addChart": self._add_chart,
@@ -1420,18 +1598,22 @@ class FakeSheetsServer(LocalServer):
                 f"Range ({sheet.a1(written)}) exceeds grid limits. "
                 f"Max rows: {sheet.rows}, max columns: {sheet.cols}"
             )
-        cells = sheet.cells
+        cells, put = sheet.cells, compile_mask(tree)
+        before = self._journal.before(cells) if self._journal is not None else None
         empty: dict[str, Any] = {}
         for r in range(height):
             values = (rows[r].get("values") or []) if r < len(rows) else []
             for c in range(width if area is not None else len(values)):
                 source = values[c] if c < len(values) else empty
                 key = (row0 + r, col0 + c)
-                new = apply_mask(cells.get(key) or empty, source, tree)
+                old = cells.get(key)
+                new = put(old or empty, source)
+                if before is not None and key not in before:
+                    before[key] = old
                 if new:
                     cells[key] = new
-                else:
-                    cells.pop(key, None)
+                elif old is not None:
+                    del cells[key]
 
     def _update_cells(self, book: Spreadsheet, req: Mapping[str, Any]) -> None:
         tree = self._fields(req)
@@ -1494,19 +1676,90 @@ class FakeSheetsServer(LocalServer):
         sheet.cells = moved
         sheet.props["gridProperties"]["rowCount" if dim == "ROWS" else "columnCount"] += n
 
+    def _delete_dimension(self, book: Spreadsheet, req: Mapping[str, Any]) -> None:
+        """Remove rows or columns: what is after them moves up (or left), the grid shrinks."""
+        rng = req.get("range") or {}
+        sheet = book.sheet_by_id(int(rng.get("sheetId", 0)))
+        dim = rng.get("dimension")
+        if dim not in ("ROWS", "COLUMNS"):
+            raise _bad_request("dimension must be ROWS or COLUMNS")
+        size = sheet.rows if dim == "ROWS" else sheet.cols
+        start, end = int(rng.get("startIndex", 0)), int(rng.get("endIndex", size))
+        if not 0 <= start < end or end > size:
+            raise _bad_request(f"Invalid dimension range {start}:{end} (size {size}).")
+        n, axis = end - start, 0 if dim == "ROWS" else 1
+        if n == size:
+            raise _bad_request(f"You can't delete all the {dim.lower()} on the sheet.")
+        grid = sheet.props["gridProperties"]
+        frozen = grid.get("frozenRowCount" if dim == "ROWS" else "frozenColumnCount", 0)
+        if frozen and size - n <= frozen:
+            raise _bad_request(f"Sorry, it is not possible to delete all non-frozen {dim.lower()}.")
+        moved: dict[tuple[int, int], dict[str, Any]] = {}
+        for key, cell in sheet.cells.items():
+            i = key[axis]
+            if i < start:
+                moved[key] = cell
+            elif i >= end:
+                moved[(i - n, key[1]) if axis == 0 else (key[0], i - n)] = cell
+        sheet.cells = moved
+        sheet.dimension_props = {
+            (d, i if d != dim or i < start else i - n): props
+            for (d, i), props in sheet.dimension_props.items()
+            if d != dim or not start <= i < end
+        }
+        grid["rowCount" if dim == "ROWS" else "columnCount"] = size - n
+
+    def _sort_range(self, book: Spreadsheet, req: Mapping[str, Any]) -> None:
+        """Sort the rows of a range by its sortSpecs, as a founder's Data > Sort range does:
+        numbers before text before booleans, empty cells last whatever the order."""
+        sheet, area = self._grid_area(book, req.get("range") or {})
+        assert area.row1 is not None and area.col1 is not None
+        specs = req.get("sortSpecs") or [{"dimensionIndex": area.col0}]
+        cells = sheet.cells
+        rows = [
+            {c: cells[(r, c)] for c in range(area.col0, area.col1) if (r, c) in cells}
+            for r in range(area.row0, area.row1)
+        ]
+
+        def rank(value: Any) -> tuple[int, Any]:
+            if isinstance(value, bool):
+                return (2, value)
+            if isinstance(value, int | float):
+                return (0, value)
+            return (1, str(value).lower())
+
+        for spec in reversed(specs):  # stable sorts, the first spec last
+            column = int(spec.get("dimensionIndex", 0))
+            descending = spec.get("sortOrder") == "DESCENDING"
+            filled = [row for row in rows if effective(row.get(column)) is not None]
+            empty = [row for row in rows if effective(row.get(column)) is None]
+            filled.sort(key=lambda row: rank(effective(row[column])), reverse=descending)
+            rows = filled + empty
+        for r, row in enumerate(rows, start=area.row0):
+            for c in range(area.col0, area.col1):
+                self._put(cells, (r, c), row.get(c) or {})
+
     def _repeat_cell(self, book: Spreadsheet, req: Mapping[str, Any]) -> None:
         tree = self._fields(req)
         sheet, area = self._grid_area(book, req.get("range") or {})
         source = req.get("cell") or {}
         assert area.row1 is not None and area.col1 is not None
-        cells, empty = sheet.cells, {}
+        cells, put = sheet.cells, compile_mask(tree)
+        before = self._journal.before(cells) if self._journal is not None else None
+        empty: dict[str, Any] = {}
+        # Cells with nothing yet share one result (cells are replaced, never mutated).
+        fresh = put(empty, source)
         for r in range(area.row0, area.row1):
             for c in range(area.col0, area.col1):
-                new = apply_mask(cells.get((r, c)) or empty, source, tree)
+                key = (r, c)
+                old = cells.get(key)
+                new = put(old, source) if old else fresh
+                if before is not None and key not in before:
+                    before[key] = old
                 if new:
-                    cells[(r, c)] = new
-                else:
-                    cells.pop((r, c), None)
+                    cells[key] = new
+                elif old is not None:
+                    del cells[key]
 
     def _update_dimension_properties(self, book: Spreadsheet, req: Mapping[str, Any]) -> None:
         tree = self._fields(req)
@@ -1591,6 +1844,9 @@ class _Injected(ApiError):
 class _Handler(BaseHTTPRequestHandler):
     fake: FakeSheetsServer
     protocol_version = "HTTP/1.1"
+    # The headers and the body are two writes: without this, Nagle's algorithm holds the body
+    # until the client's delayed ACK of the headers, 40 ms on every request.
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # keep test output clean
@@ -1598,8 +1854,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
-        status, payload = self.fake.handle(self.command, self.path, self.headers, body)
-        data = json.dumps(payload).encode("utf-8")
+        status, data = self.fake.handle(self.command, self.path, self.headers, body)
         self.send_response(status)
         self.send_header("Content-Type", "application/json; charset=UTF-8")
         self.send_header("Content-Length", str(len(data)))
