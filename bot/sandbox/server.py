@@ -24,13 +24,16 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bot.errors import ServiceError
 from bot.sandbox.account import SandboxAccount
 from bot.sandbox.reports import REPORT_TYPES, ReportType, RunParameters, csv_chunks, report_rows
+
+if TYPE_CHECKING:  # billing_routes builds on this module: importing it here would be a cycle
+    from bot.sandbox.billing_routes import BillingApi
 
 logger = logging.getLogger(__name__)
 
@@ -327,6 +330,7 @@ class SandboxServer:
     routes, which otherwise follow ``rate_limit``), ``report_pending_seconds`` (how long a new
     report run stays ``pending``) and ``data_available_end`` (unix seconds; None = the latest
     UTC midnight not after min(now, account end)) can also be changed while running.
+    ``billing`` adds the Billing endpoints (subscriptions, invoices) of a :class:`BillingApi`.
     """
 
     def __init__(
@@ -340,8 +344,10 @@ class SandboxServer:
         files_rate_limit: float | None = None,
         report_pending_seconds: float = 0.0,
         data_available_end: int | None = None,
+        billing: BillingApi | None = None,
     ) -> None:
         self.account = account
+        self.billing = billing
         self.host = host
         self.port = port
         self.latency = latency
@@ -491,6 +497,8 @@ class SandboxServer:
             ("GET", "/v1/files/{file}", self._get_file),
             ("GET", "/v1/files/{file}/contents", self._get_file_contents),
         ]
+        if self.billing is not None:
+            table += self.billing.routes(self)
         routes = []
         for method, template, handler in table:
             regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", template)
