@@ -137,10 +137,14 @@ def daily(
         output.show(
             output.daily_json(out) if json_out else None, output.daily_text, out, settings.timezone
         )
+        billing_error = out.daily.billing_error
         if alerter is not None:
-            alerter.success("daily")
+            if billing_error is None:
+                alerter.success("daily")
             if date is None:  # the scheduled run; re-syncing an old day is not news
                 alerter.daily_summary(out.daily.day, list(out.daily.summary.values()))
+        if billing_error is not None:  # the P&L is stored and shown: exit with billing's code
+            raise billing_error
 
 
 @app.command(short_help="Report a closed month: Stripe reports, reconciled, emailed once.")
@@ -285,6 +289,8 @@ def backfill(
         output.show(
             output.backfill_json(result) if json_out else None, output.backfill_text, result
         )
+        if result.billing_error is not None:
+            raise result.billing_error
 
 
 @app.command(short_help="Check each configured service and say how to fix it.")

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bot import wiring
+from bot.billing_store import billing_counts
 from bot.config import Settings
 from bot.errors import ConfigError, RevbotError
 from bot.jobs.backfill import backfill
@@ -72,15 +73,23 @@ def _revbot() -> str:
 def run(
     settings: Settings, *, days: int, echo: Callable[[str], None], shown_dir: str | None = None
 ) -> None:
-    from bot.sandbox import SandboxAccount, SandboxServer
+    from bot.sandbox import BillingApi, SandboxAccount, SandboxBilling, SandboxServer
 
     check_folder(settings.data_dir)
     now = datetime.now(UTC)
     today = now.astimezone(settings.tz).date()
     account = SandboxAccount.generate(end=today, days=days + 7, tz=settings.timezone)
-    with SandboxServer(account) as server, exclusive(settings.data_dir, command="demo"):
+    billing = BillingApi(SandboxBilling.generate(end=today, tz=settings.timezone))
+    with (
+        SandboxServer(account, billing=billing) as server,
+        exclusive(settings.data_dir, command="demo"),
+    ):
         demo_settings = replace(settings, stripe_api_base=server.url, google_sheet_id=None)
-        echo(f"sandbox account on {server.url}: {len(account.transactions)} transactions")
+        echo(
+            f"sandbox account on {server.url}: {len(account.transactions)} transactions, "
+            f"{len(billing.billing.subscriptions)} subscriptions, "
+            f"{len(billing.billing.invoices)} invoices"
+        )
         check_folder(settings.data_dir)  # again, under the lock
         ledger = wiring.open_ledger(demo_settings)
         with ledger.transaction() as conn:
@@ -90,7 +99,16 @@ def run(
         result = backfill(ctx, since=since)
         echo(f"backfill {result.since} … {result.until}: {result.fetched} transactions")
         daily = daily_job(ctx)
+        for error in (result.billing_error, daily.billing_error):
+            if error is not None:
+                raise error
         echo(f"daily {daily.day}: {daily.fetched} transactions re-read")
+        if daily.billing is not None:
+            stored = billing_counts(ledger)
+            echo(
+                f"billing: {stored['subscriptions']} subscriptions, {stored['invoices']} "
+                "invoices in the ledger"
+            )
         # Every month the history covers gets its report, so the Monthly tab has a trend; the
         # last one's investor email goes to the outbox (never to a real address).
         month = Month.of(since).next()

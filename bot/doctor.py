@@ -6,14 +6,14 @@ import contextlib
 import json
 import stat
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
 from bot.config import Settings
 from bot.errors import RevbotError, TemporaryError
-from bot.stripe_port import StripePort
+from bot.stripe_port import BILLING_PERMISSIONS, StripePort, Unavailable
 
 Status = Literal["ok", "warn", "fail", "skip"]
 
@@ -34,8 +34,9 @@ class Check:
 # Where a key comes from, for someone who has never made one.
 KEY_FIX = (
     "in the Stripe Dashboard (https://dashboard.stripe.com/apikeys), Developers > API keys > "
-    "Create restricted key, with read access to Balance, Report runs and Files; put it in "
-    "STRIPE_SECRET_KEY (environment or .env)"
+    "Create restricted key, with read access to Balance, Report runs and Files (and to "
+    "Subscriptions and Invoices, for investor metrics); put it in STRIPE_SECRET_KEY "
+    "(environment or .env)"
 )
 
 
@@ -76,7 +77,8 @@ def stripe_checks(settings: Settings, source: StripePort | None) -> Iterator[Che
             "Stripe key kind",
             "warn",
             "a full secret key (sk_) can write to your account",
-            "use a restricted read-only key (rk_) with Balance, Report runs and Files read",
+            "use a restricted read-only key (rk_) with Balance, Report runs, Files, Subscriptions "
+            "and Invoices read",
         )
     else:
         yield Check("Stripe key kind", "ok", "restricted key (rk_)")
@@ -111,6 +113,28 @@ def stripe_checks(settings: Settings, source: StripePort | None) -> Iterator[Che
     yield _probe("Stripe balance transactions", balance, perm_fix, unreachable=net_fix)
     yield _probe("Stripe report runs", report_types, perm_fix, unreachable=net_fix)
     yield _probe("Stripe files", files, perm_fix, unreachable=net_fix)
+    for resource, pages in (
+        ("subscriptions", lambda: source.iter_subscriptions()),
+        ("invoices", lambda: source.iter_invoices()),
+    ):
+        yield _billing_probe(resource, pages, net_fix)
+
+
+def _billing_probe(resource: str, pages: Callable[[], Iterable[object]], net_fix: str) -> Check:
+    """One page of a Billing resource. Without it revbot still reports the P&L: a missing
+    permission is a warning that names the permission to add, not a failure."""
+    name = f"Stripe {resource}"
+    try:
+        page = next(iter(pages()), [])
+    except Unavailable as e:
+        return Check(name, "warn", str(e), e.fix)
+    except TemporaryError as e:
+        return Check(name, "fail", str(e), net_fix)
+    except RevbotError as e:
+        permission = BILLING_PERMISSIONS[resource]
+        return Check(name, "fail", str(e), f"check STRIPE_SECRET_KEY; it needs {permission!r}")
+    found = "some" if page else "none yet"
+    return Check(name, "ok", f"{resource} readable ({found}; for investor metrics)")
 
 
 def sheet_checks(settings: Settings) -> Iterator[Check]:

@@ -1,7 +1,7 @@
 """The SQLite ledger at ``DATA_DIR/state.sqlite``: the local source of truth.
 
-All SQL lives here. Every write happens inside :meth:`Ledger.transaction`, so a crash leaves
-either the old or the new state (SQLite's journal makes the commit atomic).
+All SQL lives here, but for subscriptions and invoices (:mod:`bot.billing_store`). Every write
+happens inside :meth:`Ledger.transaction`, so a crash leaves either the old or the new state.
 """
 
 from __future__ import annotations
@@ -17,13 +17,15 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+from bot.billing_store import SCHEMA as BILLING_SCHEMA
 from bot.errors import RevbotError
 from bot.inbound import check_transaction
 from bot.pnl import CurrencyFigures, Movement
 from bot.records import MonthlyRecord, ReportRun, Send
 from bot.text import escaped
 
-SCHEMA_VERSION = 2
+# 2: transactions.id a unique index, not the PRIMARY KEY; 3: subscriptions and invoices.
+SCHEMA_VERSION = 3
 
 _TRANSACTIONS_TABLE = """
 CREATE TABLE transactions (
@@ -51,7 +53,8 @@ _TRANSACTIONS_INDEXES = (
     "CREATE INDEX IF NOT EXISTS transactions_created ON transactions (created)",
 )
 
-_SCHEMA = """
+_SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 {transactions}-- Days are local to a time zone; a change of REPORT_TIMEZONE makes them new days.
 CREATE TABLE IF NOT EXISTS synced_days (
@@ -119,9 +122,11 @@ CREATE TABLE IF NOT EXISTS alerts (
     resolved_at TEXT
 );
 """.replace(
-    "{transactions}",
-    _TRANSACTIONS_TABLE.replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS").lstrip()
-    + "".join(f"{ddl};\n" for ddl in _TRANSACTIONS_INDEXES),
+        "{transactions}",
+        _TRANSACTIONS_TABLE.replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS").lstrip()
+        + "".join(f"{ddl};\n" for ddl in _TRANSACTIONS_INDEXES),
+    )
+    + BILLING_SCHEMA
 )
 
 
@@ -517,6 +522,16 @@ class Ledger:
                 self._conn.execute("ROLLBACK")
                 raise
             self._conn.execute("COMMIT")
+
+    @contextmanager
+    def reading(self) -> Iterator[sqlite3.Connection]:
+        """The connection for reads that must agree with each other (one read transaction)."""
+        with self._lock:
+            self._conn.execute("BEGIN")
+            try:
+                yield self._conn
+            finally:
+                self._conn.execute("COMMIT")
 
     def _query(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
         with self._lock:

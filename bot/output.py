@@ -16,6 +16,7 @@ from typing import IO, Any
 import typer
 
 from bot.jobs.backfill import BackfillResult, Progress
+from bot.jobs.billing import BillingSyncResult
 from bot.jobs.daily import DailyOutcome
 from bot.jobs.investor_email import SendOutcome
 from bot.jobs.monthly import MonthlyOutcome
@@ -55,6 +56,7 @@ def daily_text(out: DailyOutcome, timezone: str) -> None:
     summary_table(f"{result.day} ({timezone})", result.summary)
     if not result.dry_run:
         typer.echo(f"dashboard: {result.dashboard}")
+    billing_text(result.billing)
     if out.monthly is not None:
         monthly_text(out.monthly)
     if out.deferred:
@@ -83,6 +85,22 @@ def backfill_text(result: BackfillResult) -> None:
         f"({result.inserted} new) via {result.via} in {result.seconds:.1f}s"
     )
     typer.echo(f"dashboard: {result.dashboard}")
+    billing_text(result.billing)
+
+
+def billing_text(b: BillingSyncResult | None) -> None:
+    """One line on the subscriptions and invoices synced (none when nothing was synced)."""
+    if b is None:
+        return
+    line = (
+        f"billing: {b.subscriptions} subscriptions and {b.invoices} invoices read, "
+        f"{b.inserted} new, {b.changed} changed"
+        + (f", {b.removed} gone" if b.removed else "")
+        + f" ({b.requests} requests)"
+    )
+    if b.unavailable:
+        line += f"; not readable: {', '.join(b.unavailable)} (see `revbot status`)"
+    typer.echo(line)
 
 
 def sends_text(month: object, sends: Sequence[SendOutcome]) -> None:
@@ -140,6 +158,7 @@ def daily_json(out: DailyOutcome) -> dict[str, Any]:
         "dashboard_days_written": [d.isoformat() for d in r.dashboard_days],
         "monthly": monthly_json(out.monthly) if out.monthly is not None else None,
         "monthly_deferred": out.deferred,
+        "billing": billing_json(r.billing),
     }
     return data
 
@@ -189,6 +208,22 @@ def backfill_json(r: BackfillResult) -> dict[str, Any]:
         "slices": r.slices,
         "seconds": round(r.seconds, 3),
         "dashboard": r.dashboard,
+        "billing": billing_json(r.billing),
+    }
+
+
+def billing_json(b: BillingSyncResult | None) -> dict[str, Any] | None:
+    if b is None:
+        return None
+    return {
+        "subscriptions_read": b.subscriptions,
+        "invoices_read": b.invoices,
+        "invoice_lines_read": b.lines,
+        "new": b.inserted,
+        "changed": b.changed,
+        "removed": b.removed,
+        "requests": b.requests,
+        "unavailable": list(b.unavailable),
     }
 
 

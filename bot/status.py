@@ -7,6 +7,7 @@ from dataclasses import asdict
 from datetime import date, timedelta
 from typing import Any
 
+from bot.billing_store import billing_counts, unavailable
 from bot.ledger import DASHBOARD_TRIMMED, Ledger
 
 
@@ -46,6 +47,8 @@ def collect(ledger: Ledger, timezone: str) -> dict[str, Any]:
             if (r := ledger.monthly_result(m, timezone, mode)) is not None
         ],
         "sends": [asdict(s) for s in ledger.sends()],
+        # Subscriptions and invoices (investor metrics), and what the key may not read.
+        "billing": {**billing_counts(ledger), "unavailable": unavailable(ledger)},
     }
 
 
@@ -77,6 +80,13 @@ def render_text(report: dict[str, Any]) -> str:
         lines.append(f"month {m['month']} ({m['mode']}): {state}, figures from {m['source']}")
     for run in report["report_runs"]:
         lines.append(f"report run {run['report_type']} {run['run_id']}: {run['status']}")
+    billing = report["billing"]
+    lines.append(
+        f"billing: {billing['subscriptions']} subscriptions, {billing['invoices']} invoices "
+        f"({billing['invoice_lines']} lines)"
+    )
+    for resource, note in sorted(billing["unavailable"].items()):
+        lines.append(f"billing: {resource} not read: {note.get('message')} -> {note.get('fix')}")
     for send in report["sends"]:
         lines.append(
             f"email {send['month']} -> {send['recipient']} (generation {send['generation']}): "

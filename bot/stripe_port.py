@@ -26,9 +26,19 @@ class Paging:
     bursts in short ranges): far above any account's rate, and still bounded.
     """
 
-    def __init__(self, gte: int, lt: int) -> None:
-        self.ceiling = 20 + max(0, lt - gte) // 10
+    def __init__(
+        self,
+        gte: int,
+        lt: int,
+        *,
+        noun: str = "balance transaction",
+        ceiling: int | None = None,
+        holder: str = "the days asked for",
+    ) -> None:
+        self.ceiling = ceiling if ceiling is not None else 20 + max(0, lt - gte) // 10
         self.pages = 0
+        self.noun = noun  # what is listed, in the singular: for the messages
+        self.holder = holder  # what bounds the list, for the message at the ceiling
         self._seen: set[str] = set()
 
     def next(self, cursor: str) -> str:
@@ -36,14 +46,14 @@ class Paging:
         self.pages += 1
         if cursor in self._seen:
             raise ServiceError(
-                f"Stripe listed balance transaction {cursor} twice while paging, so the list "
+                f"Stripe listed {self.noun} {cursor} twice while paging, so the list "
                 "would never end; stopped (if STRIPE_API_BASE is set, check the server it "
                 "points at)"
             )
         if self.pages >= self.ceiling:
             raise ServiceError(
-                f"Stripe kept saying there were more balance transactions after {self.pages:,} "
-                "pages, more than the days asked for can hold; stopped (if STRIPE_API_BASE is "
+                f"Stripe kept saying there were more {self.noun}s after {self.pages:,} "
+                f"pages, more than {self.holder} can hold; stopped (if STRIPE_API_BASE is "
                 "set, check the server it points at)"
             )
         self._seen.add(cursor)
@@ -54,8 +64,27 @@ class NotFound(ServiceError):
     """Stripe answered 404: the object asked for does not exist."""
 
 
+class Unavailable(ServiceError):
+    """This key may not read a kind of Billing object, or the server at STRIPE_API_BASE does not
+    serve it: the P&L does without it, and the message says so once.
+
+    ``resource`` is ``subscriptions`` or ``invoices``; ``fix`` what to do, in a few words (for a
+    restricted key, the permission to add, e.g. ``Subscriptions: read``).
+    """
+
+    def __init__(self, message: str, *, resource: str, fix: str) -> None:
+        super().__init__(message)
+        self.resource = resource
+        self.fix = fix
+
+
+# What a restricted key needs, by Billing resource, as the Stripe Dashboard names it.
+BILLING_PERMISSIONS = {"subscriptions": "Subscriptions: read", "invoices": "Invoices: read"}
+
+
 class StripePort(Protocol):
-    """Balance transactions, report runs and their files, and what the run has cost."""
+    """Balance transactions, report runs and their files, subscriptions and invoices, and what
+    the run has cost."""
 
     @property
     def mode(self) -> str:
@@ -99,4 +128,38 @@ class StripePort(Protocol):
 
     def check_files_access(self) -> None:
         """Return if the key may read files; :class:`~bot.errors.ConfigError` if not."""
+        ...
+
+    # Billing (investor metrics). Each raises :class:`Unavailable` when the key may not read
+    # the resource (or the server does not serve it), and refuses a malformed object
+    # (:class:`~bot.inbound.InvalidStripeData`) before anything is returned.
+
+    def iter_subscriptions(
+        self, *, gte: int | None = None, lt: int | None = None, ended: bool = True
+    ) -> Iterable[list[dict[str, Any]]]:
+        """Every page of subscriptions created in ``[gte, lt)``, newest first: of every status
+        (``status=all``), or with ``ended=False`` those Stripe lists by default, the ones not
+        ended (``canceled``, ``incomplete_expired``)."""
+        ...
+
+    def iter_invoices(
+        self, *, gte: int | None = None, lt: int | None = None, status: str | None = None
+    ) -> Iterable[list[dict[str, Any]]]:
+        """Every page of invoices created in ``[gte, lt)`` (of every status, or of ``status``),
+        newest first; each embeds the first page of its lines."""
+        ...
+
+    def iter_invoice_lines(
+        self, invoice_id: str, *, starting_after: str | None = None
+    ) -> Iterable[list[dict[str, Any]]]:
+        """The pages of an invoice's lines after the line ``starting_after``, in Stripe's order."""
+        ...
+
+    def retrieve_subscription(self, subscription_id: str) -> dict[str, Any]:
+        """One subscription as it is now; :class:`NotFound` if it no longer exists."""
+        ...
+
+    def retrieve_invoice(self, invoice_id: str) -> dict[str, Any]:
+        """One invoice as it is now (with its first lines); :class:`NotFound` if it no longer
+        exists (a deleted draft)."""
         ...

@@ -19,11 +19,20 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from bot.config import Secret
 from bot.deadline import bounded, remaining
 from bot.errors import ConfigError, RevbotError, ServiceError, TemporaryError
-from bot.inbound import check_transaction, refuse
+from bot.inbound import (
+    ID,
+    InvalidStripeData,
+    check_invoice,
+    check_invoice_line,
+    check_subscription,
+    check_transaction,
+    refuse,
+    shown,
+)
 from bot.periods import Interval
 from bot.ratelimit import TokenBucket
 from bot.retry import RetryPolicy, retry_after
-from bot.stripe_port import PAGE_SIZE, NotFound, Paging
+from bot.stripe_port import BILLING_PERMISSIONS, PAGE_SIZE, NotFound, Paging, Unavailable
 
 if TYPE_CHECKING:
     import stripe
@@ -33,6 +42,8 @@ T = TypeVar("T")
 
 # A report file of a million rows is ~150 MB; this allows for a slow 1 Mbit/s link.
 DOWNLOAD_DEADLINE = 30 * 60.0
+# An invoice's lines beyond its first page: Stripe caps an invoice's lines far below this.
+LINES_PAGE_CEILING = 1000
 # Our own back-off after a 429 without Retry-After (and between download attempts): from 0.5 s
 # doubling to 30 s. A call gives up when its waits would pass rate_limit_budget, or after this
 # many tries (a server answering "Retry-After: 0" for ever).
@@ -105,12 +116,13 @@ class StripeSource:
 
     # -- the one door every request goes through ------------------------------------------
 
-    def call(self, what: str, fn: Callable[[], T]) -> T:
+    def call(self, what: str, fn: Callable[[], T], *, resource: str | None = None) -> T:
         """Run one Stripe request under the rate limit, retrying plain 429s ourselves.
 
         The SDK retries connection errors, 5xx and lock-timeout 429s (max_network_retries), but
         not a plain 429: that one slows every worker down through the shared bucket, for as long
-        as Stripe's Retry-After says (or our back-off, without one).
+        as Stripe's Retry-After says (or our back-off, without one). ``resource`` (a Billing
+        one) turns a permission error into :class:`Unavailable`, which the P&L does without.
         """
         import stripe
 
@@ -133,6 +145,17 @@ class StripeSource:
                 log.info("Stripe rate limit on %s; waiting %.1fs", what, delay)
                 # Nobody starts a request until then: the next acquire() does the waiting.
                 self.bucket.penalize(delay)
+            except stripe.PermissionError as e:
+                if resource is None:
+                    raise _convert(e, what, self._key, self.api_base) from e
+                permission = BILLING_PERMISSIONS[resource]
+                raise Unavailable(
+                    f"STRIPE_SECRET_KEY ({self._key.masked()}) may not read {resource}, which "
+                    "investor metrics need; the P&L is reported without them",
+                    resource=resource,
+                    fix=f"give the restricted key read access to {permission.split(':')[0]} "
+                    f"({permission!r}) in the Stripe Dashboard",
+                ) from e
             except stripe.StripeError as e:
                 raise _convert(e, what, self._key, self.api_base) from e
 
@@ -201,6 +224,155 @@ class StripeSource:
             self.call("reading a file", lambda: self.client.v1.files.retrieve("file_revbotdoctor"))
         except NotFound:
             return
+
+    # -- Billing: subscriptions and invoices ----------------------------------------------
+
+    def _list_page(
+        self, resource: str, path: str, params: dict[str, Any], *, listed: str
+    ) -> tuple[list[Any], bool]:
+        """One raw list page of a Billing ``resource``; its data checked for shape only."""
+        client = self.client
+        try:
+            response = self.call(
+                f"listing {listed}",
+                lambda: client.raw_request("get", path, **params),
+                resource=resource,
+            )
+        except NotFound as e:
+            if path != f"/v1/{resource}":
+                raise  # an invoice's lines: that invoice is gone (a draft deleted meanwhile)
+            # A list URL is never "not found" at Stripe: the server does not serve it.
+            raise Unavailable(
+                f"the Stripe API at {self.api_base or 'https://api.stripe.com'} does not serve "
+                f"{path} (HTTP 404), so revbot cannot read {resource} for investor metrics; the "
+                "P&L is reported without them",
+                resource=resource,
+                fix="point STRIPE_API_BASE at a server that serves Stripe Billing, or unset it",
+            ) from e
+        body = response.data
+        data = body.get("data") if isinstance(body, dict) else None
+        has_more = body.get("has_more") if isinstance(body, dict) else None
+        if not isinstance(data, list) or not isinstance(has_more, bool):
+            raise ServiceError(f"Stripe sent a list of {listed} without its data")
+        return data, has_more
+
+    def _iter_billing(
+        self,
+        resource: str,
+        noun: str,
+        params: dict[str, Any],
+        check: Callable[[Any], None],
+        *,
+        gte: int | None,
+        lt: int | None,
+    ) -> Iterator[list[dict[str, Any]]]:
+        """Every page of ``/v1/{resource}`` with ``params``, each object checked (and its
+        ``created`` in ``[gte, lt)``) before the page is handed on."""
+        created = {k: v for k, v in (("gte", gte), ("lt", lt)) if v is not None}
+        base = {**params, "limit": PAGE_SIZE, **({"created": created} if created else {})}
+        # Like Paging's for balance transactions, over the range asked for (now, without one).
+        guard = Paging(
+            gte or 0, lt if lt is not None else int(time.time()) + 86_400,
+            noun=noun, holder="the range asked for",
+        )  # fmt: skip
+        after: str | None = None
+        while True:
+            params = base if after is None else {**base, "starting_after": after}
+            data, has_more = self._list_page(resource, f"/v1/{resource}", params, listed=f"{noun}s")
+            for obj in data:
+                check(obj)
+                when = obj["created"]
+                if (gte is not None and when < gte) or (lt is not None and when >= lt):
+                    raise refuse(obj["id"], "created", when, "in the range asked for", kind=noun)
+            yield data
+            if not has_more or not data:
+                return
+            after = guard.next(str(data[-1]["id"]))
+
+    def iter_subscriptions(
+        self, *, gte: int | None = None, lt: int | None = None, ended: bool = True
+    ) -> Iterator[list[dict[str, Any]]]:
+        """Pages of subscriptions created in ``[gte, lt)``, newest first: of every status, or
+        (``ended=False``) Stripe's default list, those not ended."""
+        return self._iter_billing(
+            "subscriptions",
+            "subscription",
+            {"status": "all"} if ended else {},
+            check_subscription,
+            gte=gte,
+            lt=lt,
+        )
+
+    def iter_invoices(
+        self, *, gte: int | None = None, lt: int | None = None, status: str | None = None
+    ) -> Iterator[list[dict[str, Any]]]:
+        """Pages of invoices created in ``[gte, lt)`` (every status, or ``status``), newest
+        first; each with the first page of its lines embedded."""
+
+        def check(invoice: Any) -> None:
+            check_invoice(invoice)
+            if status is not None and invoice.get("status") != status:
+                raise refuse(
+                    invoice["id"], "status", invoice.get("status"), f"{status!r}, the status "
+                    "asked for", kind="invoice",
+                )  # fmt: skip
+
+        return self._iter_billing(
+            "invoices",
+            "invoice",
+            {} if status is None else {"status": status},
+            check,
+            gte=gte,
+            lt=lt,
+        )
+
+    def iter_invoice_lines(
+        self, invoice_id: str, *, starting_after: str | None = None
+    ) -> Iterator[list[dict[str, Any]]]:
+        """Pages of an invoice's lines after ``starting_after`` (the last line already read)."""
+        path = f"/v1/invoices/{_path_id(invoice_id)}/lines"
+        guard = Paging(
+            0, 0, noun="invoice line", ceiling=LINES_PAGE_CEILING,
+            holder="an invoice",
+        )  # fmt: skip
+        after = starting_after
+        while True:
+            params: dict[str, Any] = {"limit": PAGE_SIZE}
+            if after is not None:
+                params["starting_after"] = after
+            data, has_more = self._list_page(
+                "invoices", path, params, listed=f"the lines of invoice {invoice_id}"
+            )
+            for line in data:
+                check_invoice_line(line, invoice_id)
+            yield data
+            if not has_more or not data:
+                return
+            after = guard.next(str(data[-1]["id"]))
+
+    def _retrieve(self, resource: str, noun: str, oid: str) -> dict[str, Any]:
+        path = f"/v1/{resource}/{_path_id(oid)}"
+        client = self.client
+        response = self.call(
+            f"reading {noun} {oid}", lambda: client.raw_request("get", path), resource=resource
+        )
+        body = response.data
+        if not isinstance(body, dict) or body.get("id") != oid:
+            raise InvalidStripeData(
+                f"Stripe answered a request for {noun} {oid} with {shown(body)}; nothing from "
+                "that answer was stored"
+            )
+        return body
+
+    def retrieve_subscription(self, subscription_id: str) -> dict[str, Any]:
+        sub = self._retrieve("subscriptions", "subscription", subscription_id)
+        check_subscription(sub)
+        return sub
+
+    def retrieve_invoice(self, invoice_id: str) -> dict[str, Any]:
+        invoice = self._retrieve("invoices", "invoice", invoice_id)
+        check_invoice(invoice)
+        return invoice
 
     def account(self) -> dict[str, Any]:
         acct = self.call("reading the account", lambda: self.client.v1.accounts.retrieve_current())
@@ -316,6 +488,14 @@ def _get_following_redirects(requests: Any, url: str, key: str, timeout: float) 
         resp.close()
         url = urljoin(url, resp.headers.get("Location", ""))
     raise ServiceError("Stripe's file download redirected too many times")
+
+
+def _path_id(oid: str) -> str:
+    """An id fit for a URL path: ids come from Stripe through the ledger, checked on the way
+    in; this keeps a path from ever being built from anything else."""
+    if not ID.fullmatch(oid):
+        raise ServiceError(f"revbot was about to ask Stripe for {shown(oid)}, which is not an id")
+    return oid
 
 
 def _headers(e: Exception) -> Any:

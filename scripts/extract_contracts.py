@@ -45,6 +45,8 @@ STRIPE_PATHS: tuple[str, ...] = (
     "/v1/payouts",
     "/v1/payouts/{payout}",
     "/v1/subscriptions",
+    # The billing sync re-reads by id a subscription that left the list of live ones.
+    "/v1/subscriptions/{subscription_exposed_id}",
 )
 
 # Resend: the fake server (tests/fakes/resend_server.py) validates request bodies against

@@ -66,11 +66,21 @@ def sandbox_account():  # type: ignore[no-untyped-def]
     return SandboxAccount.generate(end=today_utc(), days=75, tz="UTC", seed=11)
 
 
-@pytest.fixture
-def sandbox(sandbox_account):  # type: ignore[no-untyped-def]
-    from bot.sandbox import SandboxServer
+@pytest.fixture(scope="session")
+def sandbox_billing():  # type: ignore[no-untyped-def]
+    """The sandbox's subscriptions and invoices (read-only, so one for the whole session)."""
+    from bot.sandbox import SandboxBilling
 
-    with SandboxServer(sandbox_account) as server:
+    return SandboxBilling.generate(end=today_utc(), seed=11, tz="UTC")
+
+
+@pytest.fixture
+def sandbox(sandbox_account, sandbox_billing):  # type: ignore[no-untyped-def]
+    """The sandbox account, its subscriptions and invoices included (``sandbox.billing``: the
+    BillingApi, whose ``restricted_key_lacks`` a test may change)."""
+    from bot.sandbox import BillingApi, SandboxServer
+
+    with SandboxServer(sandbox_account, billing=BillingApi(sandbox_billing)) as server:
         yield server
 
 

@@ -31,6 +31,7 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "bot.dashboard": ABOVE_ADAPTERS,
     "bot.mail": ABOVE_ADAPTERS,
     "bot.ledger": ABOVE_ADAPTERS,
+    "bot.billing_store": ABOVE_ADAPTERS,
     "bot.records": ABOVE_ADAPTERS,
     "bot.stripe_source": ABOVE_ADAPTERS,
     "bot.stripe_port": ABOVE_ADAPTERS,

@@ -4,7 +4,9 @@ The Resend sender is tested through the real ``resend`` SDK over HTTP against th
 server (tests/fakes/resend_server.py), which validates every request against
 ``tests/contracts/resend/resend.yaml`` (extracted from Resend's published spec).
 
-Snapshots: ``tests/snapshots/investor_pnl.{html,txt}`` are compared exactly. After an
+Snapshots: ``tests/snapshots/investor_pnl.{html,txt}`` (a month without subscriptions) and
+``investor_pnl_recurring.{html,txt}`` (the same month with its "Recurring revenue" section,
+tested further in tests/test_mail_recurring.py) are compared exactly. After an
 intended change to the templates or the renderer, regenerate them with
 
     REVBOT_UPDATE_SNAPSHOTS=1 .venv/bin/python -m pytest tests/test_mail.py -k snapshot
@@ -219,6 +221,14 @@ def test_snapshot_text() -> None:
     check_snapshot("investor_pnl.txt", render(sample_report()).text)
 
 
+def test_snapshot_html_with_recurring_revenue() -> None:
+    check_snapshot("investor_pnl_recurring.html", render(sample_report(recurring=True)).html)
+
+
+def test_snapshot_text_with_recurring_revenue() -> None:
+    check_snapshot("investor_pnl_recurring.txt", render(sample_report(recurring=True)).text)
+
+
 def test_snapshot_month_has_usd_eur_and_jpy() -> None:
     report = sample_report()
     assert report.month == SAMPLE_MONTH
@@ -302,8 +312,9 @@ def test_text_part_columns_are_aligned() -> None:
         assert len({len(line) for line in lines}) == 1, lines
 
 
-def test_html_is_inlined_table_layout_without_images() -> None:
-    html = render(sample_report()).html
+@pytest.mark.parametrize("recurring", [False, True], ids=["pnl-only", "with-recurring"])
+def test_html_is_inlined_table_layout_without_images(recurring: bool) -> None:
+    html = render(sample_report(recurring=recurring)).html
     styles = re.findall(r"<style[^>]*>(.*?)</style>", html, re.DOTALL)
     # Only @media rules (and the Outlook-only block) stay in <style>; the rest is inlined.
     assert all("@media" in s or ("font-family" in s and "!important" in s) for s in styles)

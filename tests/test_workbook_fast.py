@@ -12,6 +12,7 @@ import zipfile
 import zlib
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,8 @@ from openpyxl.styles import PatternFill
 from bot.dashboard.base import DailyRow, DashboardUpdate, MonthlyRow, TransactionRow
 from bot.dashboard.workbook import WorkbookDashboard
 from bot.dashboard.xlsx_parts import crc32_combine, deflate_part, joined, write_zip
+from bot.metrics import MetricsRow
+from bot.periods import Month
 from bot.pnl import PnlLines
 
 WHEN = datetime(2026, 10, 5, 12, 0, tzinfo=UTC)
@@ -54,6 +57,18 @@ def mrow(month: str, gross: int, pct: Decimal | None) -> MonthlyRow:
                       reconciled=True, source="report")  # fmt: skip
 
 
+def xrow(
+    month: int, currency: str, start: Fraction, new: Fraction, churn: int, subs: tuple[int, ...]
+) -> MetricsRow:
+    """A Metrics row; ``subs``: subscribers at the start, new, churned."""
+    s0, n, c = subs
+    return MetricsRow(month=Month(2026, month), currency=currency, mrr_start=start, new=new,
+                      reactivation=Fraction(0), expansion=Fraction(0), contraction=Fraction(0),
+                      churn=Fraction(churn), mrr_end=start + new - churn, subscribers_start=s0,
+                      new_subscribers=n, reactivated_subscribers=0, churned_subscribers=c,
+                      subscribers_end=s0 + n - c)  # fmt: skip
+
+
 STEPS = [
     DashboardUpdate(daily=[drow(1, "usd", 1000), drow(1, "jpy", 1500)],
                     transactions=[trow(1, '=IMPORTXML("http://x","//a")'), trow(2, "plain")]),
@@ -63,6 +78,20 @@ STEPS = [
                                   trow(4, "", currency="bhd", when=WHEN + timedelta(seconds=1))]),
     DashboardUpdate(monthly=[mrow("2026-09", 5000, None), mrow("2026-10", 6000, Decimal("0.2"))]),
     DashboardUpdate(daily=[drow(2, "usd", 900)], monthly=[mrow("2026-10", 6500, Decimal("0.3"))]),
+    DashboardUpdate(),
+]  # fmt: skip
+# The Metrics tab comes later, as on an account that starts billing subscriptions: money in
+# each currency's decimals (JPY none, KWD three), empty rates and ARPA, then a changed month
+# whose rate empties, and a run without metrics rows that keeps the tab.
+HALF_CENTS = Fraction(100_001, 2), Fraction(2_501, 2)  # $500.00 and $12.50, half-even
+METRICS_STEPS = [
+    DashboardUpdate(daily=[drow(3, "usd", 100)],
+                    metrics=[xrow(9, "usd", *HALF_CENTS, 1_000, (10, 2, 1)),
+                             xrow(9, "jpy", Fraction(2_001, 2), Fraction(3, 2), 0, (4, 1, 0)),
+                             xrow(9, "kwd", Fraction(0), Fraction(12_345, 2), 0, (0, 1, 0))]),
+    DashboardUpdate(metrics=[xrow(9, "usd", *HALF_CENTS, 1_000, (0, 2, 0)),
+                             xrow(10, "usd", Fraction(50_751), Fraction(0), 0, (2, 0, 0)),
+                             xrow(10, "eur", Fraction(3_000), Fraction(0), 3_000, (1, 0, 1))]),
     DashboardUpdate(),
 ]  # fmt: skip
 
@@ -100,7 +129,7 @@ def test_the_fast_way_writes_what_the_openpyxl_way_writes(
 ) -> None:
     fast = WorkbookDashboard(tmp_path / "fast" / "dashboard.xlsx")
     slow = WorkbookDashboard(tmp_path / "slow" / "dashboard.xlsx")
-    for n, update in enumerate(STEPS):
+    for n, update in enumerate([*STEPS, *METRICS_STEPS]):
         if n:
             founder_touch(slow.path)  # from now on the slow one is read and written by openpyxl
         caplog.clear()
@@ -116,6 +145,16 @@ def test_the_fast_way_writes_what_the_openpyxl_way_writes(
         )
         assert everything(fast.path) == everything(slow.path)
     assert fast.cache_path.exists() and not slow.cache_path.exists()
+    # The metrics steps did their work: the tab next to Monthly, every row, an MRR chart per
+    # currency in the Charts tab's pivot, and a rate emptied by the change.
+    wb = load_workbook(fast.path)
+    assert wb.sheetnames == ["Daily", "Monthly", "Metrics", "Transactions", "Charts"]
+    metrics = {(r[0], r[1]): r for r in wb["Metrics"].iter_rows(min_row=2, values_only=True)}
+    assert sorted(metrics) == [("2026-09", "JPY"), ("2026-09", "KWD"), ("2026-09", "USD"),
+                               ("2026-10", "EUR"), ("2026-10", "USD")]  # fmt: skip
+    assert metrics[("2026-09", "USD")][15] is None and metrics[("2026-10", "USD")][8] == 507.51
+    pivot_headers = [c.value for c in wb["Charts"][1]]
+    assert pivot_headers.count("month") == 2  # Monthly's and Metrics'
     txs = load_workbook(fast.path)["Transactions"]
     injected = [c for c in txs["K"] if str(c.value).startswith("=IMPORTXML")]
     assert len(injected) == 1 and injected[0].data_type == "s"

@@ -7,12 +7,14 @@ never drift apart in column order or meaning.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
+from fractions import Fraction
 from typing import Literal, Protocol
 
+from bot.metrics import METRICS_COLUMNS, MetricsRow, shown_major
 from bot.money import to_major
 from bot.pnl import LINE_NAMES, PnlLines
 from bot.text import printable
@@ -92,7 +94,9 @@ class TransactionRow:
     source: str
 
 
-Row = DailyRow | MonthlyRow | TransactionRow
+# The Metrics tab's rows are bot.metrics.MetricsRow as the roll-forward gives them (money as
+# unrounded Fraction minor units): :func:`cells` rounds each figure on its own, where it is shown.
+Row = DailyRow | MonthlyRow | TransactionRow | MetricsRow
 
 DAILY_COLUMNS: tuple[str, ...] = (
     "date", "currency", *LINE_NAMES, "charges", "refunds_count", "transactions", "updated_at",
@@ -116,9 +120,23 @@ class TabSpec:
 
 DAILY = TabSpec("Daily", DAILY_COLUMNS, 2)
 MONTHLY = TabSpec("Monthly", MONTHLY_COLUMNS, 2)
+# The investor metrics (bot.metrics), one row per (month, currency). Only once there is a
+# metrics row (an account that bills subscriptions): an account without any gets no Metrics tab
+# and no MRR chart. Never trimmed.
+METRICS = TabSpec("Metrics", METRICS_COLUMNS, 2)
 TRANSACTIONS = TabSpec("Transactions", TRANSACTION_COLUMNS, 1)
 CHARTS_TITLE = "Charts"
-TABS: tuple[TabSpec, ...] = (DAILY, MONTHLY, TRANSACTIONS)
+# Our tabs in the order they are shown: Metrics next to Monthly, both one row per month.
+TABS: tuple[TabSpec, ...] = (DAILY, MONTHLY, METRICS, TRANSACTIONS)
+# The column each tab's chart plots, per currency, on the Charts tab.
+CHART_COLUMN: dict[str, str] = {
+    DAILY.title: "net_revenue",
+    MONTHLY.title: "net_revenue",
+    METRICS.title: "mrr_end",
+}
+# Decimal places a rate cell keeps: far below what 0.0 % shows, so rounding the cell to it
+# never moves the percentage shown (no double rounding).
+RATE_PLACES = 10
 
 
 def _money(minor: int | None, currency: str) -> Cell:
@@ -130,8 +148,48 @@ def _lines(lines: PnlLines, currency: str) -> list[Cell]:
     return [_money(d[name], currency) for name in LINE_NAMES]
 
 
+def _shown(value: Fraction | None, currency: str) -> Cell:
+    """A Metrics money figure, rounded half-even to the minor unit on its own."""
+    return Cell("money", None if value is None else shown_major(value, currency), currency)
+
+
+def _rate(value: Fraction | None) -> Cell:
+    """A rate as a fraction (0.0423 = 4.2 %), rounded half-even to RATE_PLACES; empty for
+    None (a zero denominator)."""
+    if value is None:
+        return Cell("pct", None)
+    return Cell("pct", Decimal(round(value * 10**RATE_PLACES)).scaleb(-RATE_PLACES))
+
+
+def _metrics_cells(row: MetricsRow) -> tuple[Cell, ...]:
+    ccy = row.currency
+    return (
+        Cell("text", str(row.month)),
+        Cell("text", ccy.upper()),
+        _shown(row.mrr_start, ccy),
+        _shown(row.new, ccy),
+        _shown(row.reactivation, ccy),
+        _shown(row.expansion, ccy),
+        _shown(row.contraction, ccy),
+        _shown(row.churn, ccy),
+        _shown(row.mrr_end, ccy),
+        _shown(row.arr, ccy),
+        Cell("int", row.subscribers_start),
+        Cell("int", row.new_subscribers),
+        Cell("int", row.reactivated_subscribers),
+        Cell("int", row.churned_subscribers),
+        Cell("int", row.subscribers_end),
+        _rate(row.subscriber_churn_rate),
+        _rate(row.gross_mrr_churn_rate),
+        _rate(row.net_revenue_retention),
+        _shown(row.arpa, ccy),
+    )
+
+
 def cells(row: Row) -> tuple[Cell, ...]:
     """The row's cells in column order of its tab."""
+    if isinstance(row, MetricsRow):
+        return _metrics_cells(row)
     if isinstance(row, DailyRow):
         return (
             Cell("date", row.date),
@@ -175,6 +233,8 @@ def key_of(row: Row) -> tuple[str, ...]:
         return (row.date.isoformat(), row.currency.upper())
     if isinstance(row, MonthlyRow):
         return (row.month, row.currency.upper())
+    if isinstance(row, MetricsRow):
+        return (str(row.month), row.currency.upper())
     return (row.id,)
 
 
@@ -185,6 +245,9 @@ class DashboardUpdate:
     daily: Sequence[DailyRow] = ()
     monthly: Sequence[MonthlyRow] = ()
     transactions: Sequence[TransactionRow] = ()
+    # The Metrics tab, upserted by (month, currency) like Monthly. The tab and its MRR charts
+    # are made by the first update that carries a row; until then, there are none.
+    metrics: Sequence[MetricsRow] = ()
     # The Transactions tab keeps the days from this one on (SHEET_TRANSACTIONS_DAYS): rows of
     # older days (by ``created``, a local date) are removed from the tab, oldest first, and
     # none is written. None: every day is kept. ``keep_transactions=False``
@@ -197,7 +260,19 @@ class DashboardUpdate:
             return self.daily
         if tab is MONTHLY:
             return self.monthly
+        if tab is METRICS:
+            return self.metrics
         return self.transactions
+
+    def tabs(self, existing: Collection[str]) -> list[TabSpec]:
+        """Our tabs this update writes, in order, given the titles the dashboard has:
+        Transactions unless it is not kept; Metrics once it exists or a metrics row comes."""
+        return [
+            tab
+            for tab in TABS
+            if (tab is not TRANSACTIONS or self.keep_transactions)
+            and (tab is not METRICS or tab.title in existing or bool(self.metrics))
+        ]
 
 
 @dataclass(slots=True)
@@ -206,7 +281,8 @@ class WriteResult:
     updated: dict[str, int] = field(default_factory=dict)
     location: str = ""
     # Tabs of ours that did not exist before this write (new dashboard, or a tab a founder
-    # deleted or renamed): the caller refills them from the ledger.
+    # deleted or renamed): the caller refills them from the ledger. Metrics is among them only
+    # when the update carried metrics rows (without any, no Metrics tab is made).
     created: tuple[str, ...] = ()
     # Set when a limit of the dashboard (xlsx rows, Sheets cells) made this write keep fewer
     # Transactions days than asked: one sentence naming the limit and the first day kept,

@@ -17,12 +17,13 @@ rebuilt from it. Without an index, or without an entry for the tab, (2) is that 
 Transactions keeps the days from ``DashboardUpdate.transactions_from`` on: older rows are
 removed and none is written. Before a write that would take the spreadsheet above Google's
 cell limit, more of its oldest days go (whole days, down to 95 % of the limit) and
-``WriteResult.trimmed`` says so; Daily, Monthly and Charts are never trimmed.
+``WriteResult.trimmed`` says so; Daily, Monthly, Metrics and Charts are never trimmed.
 
 Values are written as typed ``CellData`` (``stringValue`` / ``numberValue``), never parsed as
 user input, so text from Stripe such as ``=IMPORTXML(...)`` or ``+1`` stays text, and numbers
 stay numbers. Only our own columns of our own tabs are written; missing tabs (never created,
-deleted, renamed) are created after the founder's own.
+deleted, renamed) are created after the founder's own, except Metrics, which goes right after
+Monthly when Monthly is there (it comes later, with the first metrics row).
 
 Quotas: writes are spaced ``write_interval`` apart (60/minute per user); 429 and 5xx are retried
 under :class:`bot.retry.RetryPolicy` for at most ``max_wait`` seconds, then TemporaryError (75).
@@ -56,6 +57,8 @@ from gspread.urls import SPREADSHEET_BATCH_UPDATE_URL
 
 from bot.dashboard.base import (
     CHARTS_TITLE,
+    METRICS,
+    MONTHLY,
     SHEETS_SPREADSHEET_CELL_LIMIT,
     TABS,
     TRANSACTIONS,
@@ -273,13 +276,17 @@ class GoogleSheetDashboard:
         sheets = [s for s in meta.get("sheets", []) if "properties" in s]
         by_title = {s["properties"]["title"]: s["properties"] for s in sheets}
         sheet_ids = {int(s["properties"].get("sheetId", 0)) for s in sheets}
-        for title in (*(t.title for t in TABS), CHARTS_TITLE):
-            if by_title.get(title, {}).get("sheetType", "GRID") != "GRID":
+        grids_there = {t for t, p in by_title.items() if p.get("sheetType", "GRID") == "GRID"}
+        # Metrics only when there are metrics rows: a founder's own chart sheet of that name
+        # stops nothing on an account without subscriptions.
+        needed = [t.title for t in TABS if t is not METRICS or update.metrics]
+        for title in (*needed, CHARTS_TITLE):
+            if title in by_title and title not in grids_there:
                 raise ServiceError(
                     f"the sheet {title!r} of spreadsheet {self.spreadsheet_id} is not a grid "
                     "(a chart moved to its own sheet?): rename it so revbot can create its tab"
                 )
-        tabs = [t for t in TABS if update.keep_transactions or t is not TRANSACTIONS]
+        tabs = update.tabs(grids_there)
         rows_by_tab = {tab.title: dedupe(update.rows_for(tab)) for tab in tabs}
         plan = Plan()
         grids: dict[str, Grid] = {}
@@ -295,7 +302,8 @@ class GoogleSheetDashboard:
                 rows = max(2, 1 + len(rows_by_tab[tab.title]))
                 grids[tab.title] = Grid(sheet_id, rows, wide, created=True, frozen=1)
                 if tab is not TRANSACTIONS:
-                    plan.structure += new_tab(tab, sheet_id, rows, wide)
+                    at = _after_monthly(update, by_title) if tab is METRICS else None
+                    plan.structure += new_tab(tab, sheet_id, rows, wide, index=at)
         known = self._known(update, tabs, rows_by_tab, grids, sheets, index)
         writes, trim = self._plan(update, rows_by_tab, grids, known, plan, sheets, sheet_ids)
         dropped = by_title.get(TRANSACTIONS.title)
@@ -327,7 +335,7 @@ class GoogleSheetDashboard:
         tabs read or created: another tab's entry, if any, is left as it is)."""
         writes: list[TabWrite] = []
         for tab in TABS:
-            if tab is TRANSACTIONS:
+            if tab is TRANSACTIONS or tab.title not in grids:
                 continue
             grid = grids[tab.title]
             inserted = plan_tab(plan, tab, rows_by_tab[tab.title], grid, known.get(tab.title))
@@ -479,8 +487,10 @@ class GoogleSheetDashboard:
         currencies = {r.currency.upper() for r in update.daily} | {
             r.currency.upper() for r in update.monthly
         }
+        with_mrr = {r.currency.upper() for r in update.metrics}
         charts = by_title.get(CHARTS_TITLE, Grid(0, 0, 0))
-        cols = max(charts.cols, NEW_SHEET_COLUMNS) + 4 * len(currencies)
+        # Two helper columns a chart: a daily and a monthly one per currency, and an MRR one.
+        cols = max(charts.cols, NEW_SHEET_COLUMNS) + 4 * len(currencies) + 2 * len(with_mrr)
         rows = max(charts.rows, tallest, CHART_ROWS * (cols // 4 + 1))
         return total + rows * cols > self.cell_limit
 
@@ -590,6 +600,22 @@ def _grid(props: Mapping[str, Any]) -> Grid:
         int(grid.get("columnCount", 0)),
         frozen=int(grid.get("frozenRowCount", 0)),
     )
+
+
+def _after_monthly(
+    update: DashboardUpdate, by_title: Mapping[str, Mapping[str, Any]]
+) -> int | None:
+    """The sheet index right after an existing Monthly tab, once the removals that come first
+    are done (None: there is no Monthly, so the new Metrics tab goes after the founder's tabs,
+    like every new tab of ours)."""
+    monthly = by_title.get(MONTHLY.title)
+    if monthly is None:
+        return None
+    at = int(monthly.get("index", 0)) + 1
+    dropped = None if update.keep_transactions else by_title.get(TRANSACTIONS.title)
+    if dropped is not None and int(dropped.get("index", 0)) < at:
+        at -= 1  # Transactions, deleted first, sat before Monthly
+    return at
 
 
 def _adds(request: Mapping[str, Any], title: str) -> bool:

@@ -22,8 +22,10 @@ from decimal import Decimal
 from typing import Any
 
 from bot.dashboard.base import (
+    CHART_COLUMN,
     CHARTS_TITLE,
     DAILY,
+    METRICS,
     MONTHLY,
     SHEETS_CELL_LIMIT,
     Cell,
@@ -51,7 +53,7 @@ NEW_SHEET_COLUMNS = 26
 HEADROOM = 0.95
 HELPER_FIRST_COLUMN = 26  # Charts!AA: hidden QUERY helpers feeding the charts start here
 CHART_ROWS = 18  # rows between two charts on the Charts tab
-CHART_COLUMNS = 8  # columns between the daily and the monthly chart of a currency
+CHART_COLUMNS = 8  # columns between the two charts of a row (daily and monthly of a currency)
 
 SERIAL_EPOCH = date(1899, 12, 30)  # Sheets' day 0
 EPOCH_ORDINAL = SERIAL_EPOCH.toordinal()
@@ -321,9 +323,10 @@ def plan_charts(
     sheet_ids: set[int],
     grids: Mapping[str, Grid],
 ) -> Grid:
-    """Add the Charts tab if missing, and a daily and a monthly chart for each currency
-    that has none yet. Existing charts are recognised by title and never duplicated.
-    The Charts tab's grid, as this write leaves it."""
+    """Add the Charts tab if missing, a daily and a monthly chart for each currency that has
+    none yet, and an MRR chart for each currency of the update's metrics rows that has none.
+    Existing charts are recognised by title and never duplicated. The Charts tab's grid, as
+    this write leaves it."""
     existing = by_title.get(CHARTS_TITLE)
     chart_ids: set[int] = set()
     titles: set[str] = set()
@@ -339,14 +342,18 @@ def plan_charts(
                 used += _helper_columns(chart)
     seen = [r.currency for r in update.daily] + [r.currency for r in update.monthly]
     currencies = sorted({normalize_currency(c).upper() for c in seen})
+    with_mrr = sorted({normalize_currency(r.currency).upper() for r in update.metrics})
+    # The MRR charts after the net-revenue ones: two charts a row, they get rows of their own.
     wanted = [
         (tab, currency)
-        for currency in currencies
-        for tab in (DAILY, MONTHLY)
+        for tab, currency in [
+            *((tab, c) for c in currencies for tab in (DAILY, MONTHLY)),
+            *((METRICS, c) for c in with_mrr),
+        ]
         if _chart_title(tab, currency) not in titles
     ]
     # The QUERY helpers spill one row per day: the Charts grid must be as tall as Daily.
-    rows_needed = max(grids[DAILY.title].rows, grids[MONTHLY.title].rows)
+    rows_needed = max(g.rows for t, g in grids.items() if t in CHART_COLUMN)
     if existing is not None:
         props = existing.get("gridProperties", {})
         charts = Grid(
@@ -459,7 +466,11 @@ def _key_part(value: Any, kind: str) -> str:
     return str(value).strip()
 
 
-_KEY_KINDS = {DAILY.title: ("date", "currency"), MONTHLY.title: ("month", "currency")}
+_KEY_KINDS = {
+    DAILY.title: ("date", "currency"),
+    MONTHLY.title: ("month", "currency"),
+    METRICS.title: ("month", "currency"),
+}
 
 
 def read_key(tab: TabSpec, values: Sequence[Any]) -> Key | None:
@@ -626,10 +637,16 @@ def _add_sheet(title: str, sheet_id: int, rows: int, cols: int, *, frozen: int) 
     }
 
 
-def new_tab(tab: TabSpec, sheet_id: int, rows: int, cols: int) -> list[dict[str, Any]]:
-    """addSheet (after the founder's tabs) with a frozen bold header row and column widths."""
+def new_tab(
+    tab: TabSpec, sheet_id: int, rows: int, cols: int, *, index: int | None = None
+) -> list[dict[str, Any]]:
+    """addSheet (after the founder's tabs, or at ``index``) with a frozen bold header row and
+    column widths."""
+    add = _add_sheet(tab.title, sheet_id, rows, cols, frozen=1)
+    if index is not None:
+        add["addSheet"]["properties"]["index"] = index
     out = [
-        _add_sheet(tab.title, sheet_id, rows, cols, frozen=1),
+        add,
         {
             "updateCells": {
                 "start": {"sheetId": sheet_id, "rowIndex": 0, "columnIndex": 0},
@@ -668,6 +685,8 @@ def new_tab(tab: TabSpec, sheet_id: int, rows: int, cols: int) -> list[dict[str,
 
 
 def _chart_title(tab: TabSpec, currency: str) -> str:
+    if tab is METRICS:
+        return f"MRR ({currency})"
     return f"{tab.title} net revenue ({currency})"
 
 
@@ -684,15 +703,17 @@ def _helper_columns(chart: Mapping[str, Any]) -> list[int]:
 def _chart(
     tab: TabSpec, currency: str, charts_id: int, column: int, chart_id: int
 ) -> list[dict[str, Any]]:
-    """A hidden QUERY helper (period, net revenue of one currency) and a native chart of it.
+    """A hidden QUERY helper (period, net revenue of one currency; MRR for Metrics) and a
+    native chart of it.
 
-    Daily/Monthly mix currencies row by row, and a chart cannot filter its source, so each
-    chart reads two helper columns on the Charts tab. INDIRECT names the tab as text so the
-    formula survives the tab being deleted and re-created. ``currency`` went through
-    normalize_currency (three ASCII letters): nothing from Stripe can inject into the formula.
+    Daily, Monthly and Metrics mix currencies row by row, and a chart cannot filter its
+    source, so each chart reads two helper columns on the Charts tab. INDIRECT names the tab
+    as text so the formula survives the tab being deleted and re-created. ``currency`` went
+    through normalize_currency (three ASCII letters): nothing from Stripe can inject into the
+    formula.
     """
     period = column_letter(0)
-    net = column_letter(tab.columns.index("net_revenue"))
+    net = column_letter(tab.columns.index(CHART_COLUMN[tab.title]))
     last = column_letter(len(tab.columns) - 1)
     source = f"{quote(tab.title)}!A1:{last}"
     formula = (
@@ -700,6 +721,7 @@ def _chart(
         f"and {period} is not null order by {period} label {net} '{currency}'\", 1)"
     )
     slot = (column - HELPER_FIRST_COLUMN) // 2
+    what = "MRR" if tab is METRICS else "net revenue"
     domain = {
         "sheetId": charts_id,
         "startRowIndex": 0,
@@ -746,7 +768,7 @@ def _chart(
                             "headerCount": 1,
                             "axis": [
                                 {"position": "BOTTOM_AXIS", "title": tab.columns[0]},
-                                {"position": "LEFT_AXIS", "title": f"net revenue ({currency})"},
+                                {"position": "LEFT_AXIS", "title": f"{what} ({currency})"},
                             ],
                             "domains": [{"domain": {"sourceRange": {"sources": [domain]}}}],
                             "series": [

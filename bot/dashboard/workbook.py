@@ -35,9 +35,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 from bot.dashboard.base import (
+    CHART_COLUMN,
     DAILY,
+    METRICS,
     MONTHLY,
-    TABS,
     TRANSACTIONS,
     XLSX_CELL_LIMIT,
     XLSX_ROW_LIMIT,
@@ -210,7 +211,7 @@ class WorkbookDashboard:
     def _apply_openpyxl(self, update: DashboardUpdate) -> WriteResult:
         wb = self._load()
         result = WriteResult(location=str(self.path))
-        tabs = [t for t in TABS if t is not TRANSACTIONS or update.keep_transactions]
+        tabs = update.tabs(wb.sheetnames)
         result.created = tuple(t.title for t in tabs if t.title not in wb.sheetnames)
         if not update.keep_transactions and TRANSACTIONS.title in wb.sheetnames:
             wb.remove(wb[TRANSACTIONS.title])
@@ -317,6 +318,10 @@ def _write_cell(ws: Worksheet, r: int, c: int, cell: Cell) -> None:
         target.data_type = "s"
     if fmt:
         target.number_format = fmt
+    elif value is None:
+        # An emptied cell (a rate whose denominator became 0) loses the format it had, as in
+        # the file made from the cache.
+        target.number_format = "General"
 
 
 def _same(ws: Worksheet, r: int, row_cells: Sequence[Cell], compare: int) -> bool:
@@ -361,10 +366,12 @@ def _upsert(ws: Worksheet, tab: TabSpec, rows: Sequence[Row]) -> tuple[int, int,
 
 
 def _series(wb: Workbook) -> Series:
-    """Daily and Monthly net revenue per currency, as the tabs hold them."""
+    """Daily and Monthly net revenue, and Metrics' MRR, per currency, as the tabs hold them."""
     series: Series = []
-    for tab in (DAILY, MONTHLY):
-        col = tab.columns.index("net_revenue")
+    for tab in (DAILY, MONTHLY, METRICS):
+        if tab.title not in wb.sheetnames:
+            continue  # Metrics, on an account without subscriptions
+        col = tab.columns.index(CHART_COLUMN[tab.title])
         per_ccy: dict[str, dict[Any, float]] = defaultdict(dict)
         for values in wb[tab.title].iter_rows(min_row=2, values_only=True):
             if values and values[0] is not None and values[1]:

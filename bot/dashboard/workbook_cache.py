@@ -3,7 +3,8 @@
 A SQLite file next to the workbook, owned by :class:`~bot.dashboard.workbook.WorkbookDashboard`
 and rebuilt from the ledger whenever it is missing or doubtful (it is a cache, never a source):
 
-- ``rows``: the XML of each Daily and Monthly row, by key, with the net revenue for the charts;
+- ``rows``: the XML of each Daily, Monthly and Metrics row, by key, with the value its chart
+  plots (``net``: net revenue; MRR for Metrics);
 - ``txns``: each Transactions row's id, local day, sort key and a digest of its XML;
 - ``chunks``: each day of Transactions as one compressed piece (:mod:`bot.dashboard.xlsx_parts`),
   so a run re-renders the days it changes and copies every other day's bytes as they are;
@@ -118,7 +119,7 @@ class WorkbookCache:
     def put_json(self, key: str, value: Any) -> None:
         self.put(key, json.dumps(value))
 
-    # -- Daily and Monthly rows -------------------------------------------------------------
+    # -- Daily, Monthly and Metrics rows ---------------------------------------------------
 
     def row_digest(self, tab: str, key: str) -> bytes | None:
         row = self.conn.execute(

@@ -3,9 +3,9 @@
 openpyxl spends about 20 µs on each cell it reads or writes, so a workbook rewritten through it
 costs the whole history every morning. Here openpyxl writes only the frame of the file (each tab
 with its header, widths and frozen row; the Charts tab with its pivot and charts; the styles),
-and the data rows are put into that frame as XML: Daily and Monthly from the rows kept in the
-cache, Transactions from one compressed piece per day, of which a run renders only the days it
-changes (:mod:`bot.dashboard.xlsx_parts`, :mod:`bot.dashboard.workbook_cache`).
+and the data rows are put into that frame as XML: Daily, Monthly and Metrics from the rows
+kept in the cache, Transactions from one compressed piece per day, of which a run renders only
+the days it changes (:mod:`bot.dashboard.xlsx_parts`, :mod:`bot.dashboard.workbook_cache`).
 """
 
 from __future__ import annotations
@@ -20,8 +20,10 @@ from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 from bot.dashboard.base import (
+    CHART_COLUMN,
     CHARTS_TITLE,
     DAILY,
+    METRICS,
     MONTHLY,
     TABS,
     TRANSACTIONS,
@@ -65,7 +67,7 @@ def ensure_tab(wb: Workbook, tab: TabSpec) -> Worksheet:
     if tab.title in wb.sheetnames:
         ws = wb[tab.title]
     else:
-        ws = wb.create_sheet(tab.title, index=min(TABS.index(tab), len(wb.sheetnames)))
+        ws = wb.create_sheet(tab.title, index=_place(wb.sheetnames, tab))
     if ws.max_row < 1 or ws.cell(1, 1).value != tab.columns[0]:
         for col, name in enumerate(tab.columns, 1):
             c = ws.cell(1, col, name)
@@ -79,11 +81,30 @@ def ensure_tab(wb: Workbook, tab: TabSpec) -> Worksheet:
     return ws
 
 
-Series = list[tuple[str, dict[str, dict[Any, float]]]]  # (tab title, currency -> period -> net)
+def _place(titles: Sequence[str], tab: TabSpec) -> int:
+    """Where a missing tab of ours goes: right after the nearest of ours before it in TABS,
+    else right before the nearest after it, else at its place in TABS. So Metrics, made once
+    the first metrics row comes, lands next to Monthly wherever a founder moved the tabs."""
+    i = TABS.index(tab)
+    for before in reversed(TABS[:i]):
+        if before.title in titles:
+            return list(titles).index(before.title) + 1
+    for after in TABS[i + 1 :]:
+        if after.title in titles:
+            return list(titles).index(after.title)
+    return min(i, len(titles))
+
+
+# (tab title, currency -> period -> the value charted: net revenue, or MRR for Metrics)
+Series = list[tuple[str, dict[str, dict[Any, float]]]]
+
+
+def _chart_title(title: str, currency: str) -> str:
+    return f"MRR, {currency}" if title == METRICS.title else f"{title} net revenue, {currency}"
 
 
 def add_charts(wb: Workbook, series: Series) -> None:
-    """The Charts tab (derived from Daily and Monthly: made anew on each write)."""
+    """The Charts tab (derived from Daily, Monthly and Metrics: made anew on each write)."""
     from openpyxl.chart import BarChart, LineChart, Reference
 
     if CHARTS_TITLE in wb.sheetnames:
@@ -110,7 +131,7 @@ def add_charts(wb: Workbook, series: Series) -> None:
                 ws.cell(i, col0 + j, per_ccy[ccy].get(p, 0))
         for j, ccy in enumerate(currencies, 1):
             chart = LineChart() if title == DAILY.title else BarChart()
-            chart.title = f"{title} net revenue, {ccy}"
+            chart.title = _chart_title(title, ccy)
             # Date labels below the plot even when values go negative.
             chart.x_axis.tickLblPos = "low"
             chart.y_axis.title = ccy
@@ -144,7 +165,8 @@ def _row_key(row: Row) -> str:
 
 
 def _net(row_cells: Sequence[Cell], tab: TabSpec) -> float | None:
-    value = row_cells[tab.columns.index("net_revenue")].value
+    """The value the tab's chart plots (net revenue; MRR for Metrics)."""
+    value = row_cells[tab.columns.index(CHART_COLUMN[tab.title])].value
     # Display only: the ledger keeps the exact integers.
     return None if value is None else float(value)  # type: ignore[arg-type]
 
@@ -178,9 +200,10 @@ class FastWriter:
 
         cache = self.cache
         had = set(cache.get_json("tabs", []))
-        tabs = [t for t in TABS if t is not TRANSACTIONS or update.keep_transactions]
+        tabs = update.tabs(had)
         result = WriteResult(created=tuple(t.title for t in tabs if t.title not in had))
         daily, monthly = _dedupe(update.daily), _dedupe(update.monthly)
+        metrics = _dedupe(update.metrics)
         txns = [r for r in _dedupe(update.transactions) if isinstance(r, TransactionRow)]
         if not update.keep_transactions:
             txns = []
@@ -193,7 +216,7 @@ class FastWriter:
         # The number formats: an append-only list, so a format's place never changes.
         formats: list[str] = cache.get_json("formats", [])
         seen = set(formats)
-        for row in (*daily, *monthly, *txns):
+        for row in (*daily, *monthly, *metrics, *txns):
             for cell in self._cells(row):
                 if cell.value is not None and cell.kind in _FORMATTED:
                     fmt = format_of(cell)
@@ -208,7 +231,7 @@ class FastWriter:
         wb.remove(wb.active)
         for tab in tabs:
             ensure_tab(wb, tab)
-        add_charts(wb, self._series(daily, monthly))
+        add_charts(wb, self._series(daily, monthly, metrics if METRICS in tabs else None))
         frame = io.BytesIO()
         wb.save(frame)
         with zipfile.ZipFile(frame) as z:
@@ -218,9 +241,10 @@ class FastWriter:
         parts["xl/styles.xml"] = styles_xml.encode()
         self._restyle(styles)
 
-        for tab, rows in ((DAILY, daily), (MONTHLY, monthly)):
-            ins, upd = self._merge_rows(tab, rows, styles)
-            result.inserted[tab.title], result.updated[tab.title] = ins, upd
+        for tab, rows in ((DAILY, daily), (MONTHLY, monthly), (METRICS, metrics)):
+            if tab in tabs:
+                ins, upd = self._merge_rows(tab, rows, styles)
+                result.inserted[tab.title], result.updated[tab.title] = ins, upd
         ins, upd = self._merge_transactions(txns, styles)
         result.inserted[TRANSACTIONS.title], result.updated[TRANSACTIONS.title] = ins, upd
 
@@ -237,9 +261,16 @@ class FastWriter:
         result.trimmed = self.trimmed
         return result
 
-    def _series(self, daily: Sequence[Row], monthly: Sequence[Row]) -> Series:
+    def _series(
+        self, daily: Sequence[Row], monthly: Sequence[Row], metrics: Sequence[Row] | None
+    ) -> Series:
+        """Each charted tab's values per currency and period: the cache's, then this write's.
+        ``metrics`` None: the workbook has no Metrics tab, so no MRR chart."""
         series: Series = []
-        for tab, rows in ((DAILY, daily), (MONTHLY, monthly)):
+        charted = [(DAILY, daily), (MONTHLY, monthly)]
+        if metrics is not None:
+            charted.append((METRICS, metrics))
+        for tab, rows in charted:
             per_ccy: dict[str, dict[Any, float]] = defaultdict(dict)
             for period, ccy, net in self.cache.chart_points(tab.title):
                 per_ccy[ccy][date.fromisoformat(period) if tab is DAILY else period] = net or 0.0

@@ -15,6 +15,9 @@ so a killed backfill resumes without fetching a completed slice again.
 ``via="report"`` runs ``balance_change_from_activity.itemized.3`` for the range and streams
 its CSV into the ledger in bounded memory, then lists through the API, by type, the few
 transactions that report leaves out (payouts, transfers, top-ups, reserves).
+
+Either way, the subscriptions and invoices created in the range follow once the balance
+transactions are stored (:func:`bot.jobs.billing.sync_billing`, resumable in the same way).
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ from pathlib import Path
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from bot.errors import UsageError
+from bot.errors import RevbotError, UsageError
+from bot.jobs.billing import BillingSyncResult, billing_after_pnl
 from bot.jobs.context import Context
 from bot.jobs.projection import refresh_dashboard
 from bot.ledger import Ledger
@@ -77,6 +81,8 @@ class BackfillResult:
     slices: int = 0  # slices paged, splits included
     seconds: float = 0.0  # fetching and storing, without the dashboard write
     via: str = "api"
+    billing: BillingSyncResult | None = None  # None: the billing sync failed (billing_error)
+    billing_error: RevbotError | None = None
 
 
 # -- intervals --------------------------------------------------------------------------------
@@ -611,6 +617,11 @@ def backfill(
                 reporter=reporter,
             )
     _, where = refresh_dashboard(ctx)
+    # Subscriptions and invoices, after the P&L work is stored; resumable like the rest (the
+    # ranges listed are kept in the ledger). All of them, not only those created in the range:
+    # a subscription that began before the range bills in it, and the investor metrics of the
+    # range need it.
+    billing, billing_error = billing_after_pnl(ctx)
     return BackfillResult(
         since=since,
         until=last,
@@ -624,6 +635,8 @@ def backfill(
         slices=stats.slices,
         seconds=stats.seconds,
         via=via,
+        billing=billing,
+        billing_error=billing_error,
     )
 
 

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from bot.errors import TemporaryError
+from bot.errors import RevbotError, TemporaryError
+from bot.jobs.billing import BillingSyncResult, billing_after_pnl
 from bot.jobs.context import Context
 from bot.jobs.investor_email import Email
 from bot.jobs.monthly import MonthlyOutcome, NoReportData, month_due, monthly_and_send
@@ -33,6 +34,8 @@ class DailyResult:
     dashboard: str
     dry_run: bool
     dashboard_days: list[date]
+    billing: BillingSyncResult | None = None  # None: a dry run, or the billing sync failed
+    billing_error: RevbotError | None = None  # why it failed, for the command to exit with
 
 
 def daily(ctx: Context, *, day: date | None = None, dry_run: bool = False) -> DailyResult:
@@ -52,6 +55,8 @@ def daily(ctx: Context, *, day: date | None = None, dry_run: bool = False) -> Da
         written, where = refresh_dashboard(ctx)
         iv = day_interval(target, ctx.tz)
         summary = summarize(t.movement() for t in ctx.ledger.transactions_between(iv.start, iv.end))
+    # A dry run writes nothing: the billing sync, which only stores, is left out.
+    billing, billing_error = (None, None) if dry_run else billing_after_pnl(ctx)
     return DailyResult(
         day=target,
         days_synced=outcome.days,
@@ -62,6 +67,8 @@ def daily(ctx: Context, *, day: date | None = None, dry_run: bool = False) -> Da
         dashboard=where,
         dry_run=dry_run,
         dashboard_days=written,
+        billing=billing,
+        billing_error=billing_error,
     )
 
 

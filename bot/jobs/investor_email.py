@@ -15,11 +15,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from bot.errors import ConfigError, RevbotError, ServiceError
 from bot.jobs.context import Context
+from bot.jobs.metrics import roll_forward_from_ledger
 from bot.ledger import Ledger
 from bot.mail.model import CurrencyReport, MonthlyReport, OutgoingEmail
+from bot.mail.recurring import recurring_revenue
 from bot.mail.senders import AlreadySent, Mailer
 from bot.periods import Month
 from bot.pnl import CurrencyFigures
@@ -76,6 +79,7 @@ def build_report(
             )
         )
     computed = stored.generated_at or "2000-01-01T00:00:00+00:00"
+    metrics = roll_forward_from_ledger(ledger, through=month, tz=ZoneInfo(timezone), remember=False)
     return MonthlyReport(
         company=company,
         month=str(month),
@@ -84,6 +88,7 @@ def build_report(
         reconciled=stored.reconciled,
         currencies=tuple(currencies),
         generated_at=datetime.fromisoformat(computed),
+        recurring=recurring_revenue(metrics.rows, month=month) if metrics else None,
     )
 
 

@@ -32,6 +32,7 @@ from bot.jobs.projection import (
     previous_net,
     refill_created_tabs,
     refresh_dashboard,
+    refresh_metrics,
 )
 from bot.jobs.sync import sync_days
 from bot.periods import Interval, Month, iter_days, last_closed_month, require_closed_month
@@ -210,6 +211,7 @@ def monthly(
         refill_created_tabs(ctx, written.created, already=())
         # The re-sync above may have queued days for the Daily tab too.
         refresh_dashboard(ctx)
+        refresh_metrics(ctx)
     return MonthlyResult(
         target, figures, reconciled, mismatches, source_label, livemode, rows, dry_run=dry_run
     )

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
+from bot.billing_store import billing_version
 from bot.dashboard.base import (
     DailyRow,
     DashboardUpdate,
@@ -20,11 +21,15 @@ from bot.dashboard.base import (
     WriteResult,
 )
 from bot.jobs.context import Context
+from bot.jobs.metrics import roll_forward_from_ledger
 from bot.ledger import DASHBOARD_TRIMMED, StoredTransaction
-from bot.periods import Month, day_interval, iter_days, local_datetime
+from bot.metrics import MetricsRow
+from bot.periods import Month, day_interval, iter_days, last_closed_month, local_datetime
 from bot.pnl import CurrencyFigures, Movement, mom_fraction, summarize
 
 log = logging.getLogger(__name__)
+
+METRICS_WRITTEN = "metrics_written"  # what the Metrics tab was last written from
 
 
 def _parse_utc(text: str) -> datetime:
@@ -70,7 +75,11 @@ def transaction_row(t: StoredTransaction, tz: ZoneInfo) -> TransactionRow:
 
 
 def dashboard_update_for_days(
-    ctx: Context, days: Iterable[date], *, monthly: Sequence[MonthlyRow] = ()
+    ctx: Context,
+    days: Iterable[date],
+    *,
+    monthly: Sequence[MonthlyRow] = (),
+    metrics: Sequence[MetricsRow] = (),
 ) -> DashboardUpdate:
     """Daily rows of ``days`` and their transactions (those of days the Transactions tab keeps,
     SHEET_TRANSACTIONS_DAYS), with the Transactions window for the dashboard to trim to."""
@@ -87,6 +96,7 @@ def dashboard_update_for_days(
     return DashboardUpdate(
         daily=daily,
         monthly=monthly,
+        metrics=metrics,
         transactions=transactions,
         transactions_from=first if keep else None,
         keep_transactions=keep,
@@ -128,7 +138,7 @@ def refill_created_tabs(ctx: Context, created: Iterable[str], *, already: Iterab
     everything the ledger knows, not only today's rows: the dashboard is a projection of the
     ledger and can always be rebuilt from it without calling Stripe."""
     created = set(created)
-    if not created & {"Daily", "Transactions", "Monthly"}:
+    if not created & {"Daily", "Transactions", "Monthly", "Metrics"}:
         return
     done = set(already)
     days = [d for d in ctx.ledger.synced_days(ctx.tz_name) if d not in done]
@@ -137,8 +147,9 @@ def refill_created_tabs(ctx: Context, created: Iterable[str], *, already: Iterab
     if not created & {"Daily", "Transactions"}:
         days = []
     monthly = rows_from_ledger(ctx) if "Monthly" in created else []
-    update = dashboard_update_for_days(ctx, days, monthly=monthly)
-    if not (update.daily or update.transactions or update.monthly):
+    metrics = metrics_rows(ctx) if "Metrics" in created else ()
+    update = dashboard_update_for_days(ctx, days, monthly=monthly, metrics=metrics)
+    if not (update.daily or update.transactions or update.monthly or update.metrics):
         return
     ctx.progress(f"refilling {', '.join(sorted(created))} from the ledger")
     apply_to_dashboard(ctx, update)
@@ -207,3 +218,25 @@ def rows_from_ledger(ctx: Context) -> list[MonthlyRow]:
             source=data.source,
         )
     return rows
+
+
+def metrics_rows(ctx: Context) -> tuple[MetricsRow, ...]:
+    """The Metrics rows through the last closed month (none without subscriptions)."""
+    through = last_closed_month(ctx.now, ctx.tz)
+    result = roll_forward_from_ledger(ctx.ledger, through=through, tz=ctx.tz)
+    return result.rows if result is not None else ()
+
+
+def refresh_metrics(ctx: Context) -> int:
+    """Write the Metrics tab when the stored subscriptions or invoices changed, or a month
+    closed, since it was last written; how many rows were written."""
+    stamp = f"{billing_version(ctx.ledger)}:{last_closed_month(ctx.now, ctx.tz)}:{ctx.tz_name}"
+    if ctx.ledger.get_meta(METRICS_WRITTEN) == stamp:
+        return 0
+    rows = metrics_rows(ctx)
+    if rows:
+        result = apply_to_dashboard(ctx, dashboard_update_for_days(ctx, (), metrics=rows))
+        refill_created_tabs(ctx, set(result.created) - {"Metrics"}, already=())
+    with ctx.ledger.transaction() as conn:
+        ctx.ledger.set_meta(conn, METRICS_WRITTEN, stamp)
+    return len(rows)

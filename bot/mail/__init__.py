@@ -7,6 +7,7 @@ loads neither Jinja2 nor the ``resend`` SDK.
 
 from bot.mail.addresses import parse_address_list, validate_address
 from bot.mail.model import CurrencyReport, MonthlyReport, OutgoingEmail, RenderedEmail
+from bot.mail.recurring import RecurringRevenue, recurring_revenue
 from bot.mail.senders import Mailer
 
 __all__ = [
@@ -14,7 +15,9 @@ __all__ = [
     "Mailer",
     "MonthlyReport",
     "OutgoingEmail",
+    "RecurringRevenue",
     "RenderedEmail",
     "parse_address_list",
+    "recurring_revenue",
     "validate_address",
 ]

@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import calendar
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from bot.money import normalize_currency
 from bot.pnl import PnlLines, mom_pct
+
+if TYPE_CHECKING:  # bot.mail.recurring builds on this module's month helpers
+    from bot.mail.recurring import RecurringCurrency, RecurringRevenue
 
 _MONTH_RE = re.compile(r"^(\d{4})-(\d{2})$")
 
@@ -113,9 +118,45 @@ class CurrencyReport:
         )
 
 
+def main_currency(currencies: Iterable[CurrencyReport]) -> str | None:
+    """The account's main currency in the month: the one with the most net revenue in the P&L,
+    a tie going to the first code alphabetically; ``None`` without any currency.
+
+    Net revenue is compared as the P&L holds it, in each currency's minor units: revbot has no
+    exchange rates, and minor units (a cent, a yen) are closer to one scale than major units.
+    """
+    best = min(
+        currencies,
+        key=lambda c: (-c.lines.net_revenue, normalize_currency(c.currency)),
+        default=None,
+    )
+    return None if best is None else normalize_currency(best.currency)
+
+
+def currency_order(main: str | None) -> Callable[[str], tuple[bool, str]]:
+    """Sort key for currency codes in the email: ``main`` first, then the others by code.
+
+    The one rule for every list of currencies the email shows (P&L and recurring revenue).
+    """
+    first = None if main is None else normalize_currency(main)
+
+    def key(code: str) -> tuple[bool, str]:
+        normalized = normalize_currency(code)
+        return normalized != first, normalized
+
+    return key
+
+
 @dataclass(frozen=True, slots=True)
 class MonthlyReport:
-    """Everything the investor email shows for one month, all currencies."""
+    """Everything the investor email shows for one month, all currencies.
+
+    ``recurring``: the "Recurring revenue" section, made by
+    :func:`bot.mail.recurring.recurring_revenue`; ``None`` for an account without
+    subscriptions, and then the email has no such section. ``currencies`` may come in any
+    order: the email shows them, and those of ``recurring``, main currency first
+    (:attr:`ordered_currencies`, :attr:`ordered_recurring`).
+    """
 
     company: str
     month: str
@@ -124,12 +165,37 @@ class MonthlyReport:
     reconciled: bool
     currencies: tuple[CurrencyReport, ...]
     generated_at: datetime
+    recurring: RecurringRevenue | None = None
 
     def __post_init__(self) -> None:
         parse_month(self.month)
         codes = [normalize_currency(c.currency) for c in self.currencies]
         if len(codes) != len(set(codes)):
             raise ValueError("each currency appears once in a report")
+        if self.recurring is not None and self.recurring.month != self.month:
+            raise ValueError(
+                f"the recurring revenue section is for {self.recurring.month}, "
+                f"the report for {self.month}"
+            )
+
+    @property
+    def main_currency(self) -> str | None:
+        """See :func:`main_currency`."""
+        return main_currency(self.currencies)
+
+    @property
+    def ordered_currencies(self) -> tuple[CurrencyReport, ...]:
+        """The P&L's currencies as the email shows them: the main currency first."""
+        key = currency_order(self.main_currency)
+        return tuple(sorted(self.currencies, key=lambda c: key(c.currency)))
+
+    @property
+    def ordered_recurring(self) -> tuple[RecurringCurrency, ...]:
+        """The recurring revenue section's currencies in the same order as the P&L's."""
+        if self.recurring is None:
+            return ()
+        key = currency_order(self.main_currency)
+        return tuple(sorted(self.recurring.currencies, key=lambda c: key(c.currency)))
 
     @property
     def month_label(self) -> str:
@@ -182,7 +248,9 @@ __all__ = [
     "MonthlyReport",
     "OutgoingEmail",
     "RenderedEmail",
+    "currency_order",
     "format_pct",
+    "main_currency",
     "month_label",
     "parse_month",
     "period_label",

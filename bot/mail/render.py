@@ -15,6 +15,7 @@ import functools
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
+from fractions import Fraction
 from pathlib import Path
 
 import css_inline
@@ -31,6 +32,7 @@ from bot.mail.model import (
     previous_month,
     short_month_label,
 )
+from bot.mail.recurring import RecurringCurrency
 from bot.money import SYMBOLS, format_amount, normalize_currency, to_major
 
 HTML_TEMPLATE = "investor_pnl.html.j2"
@@ -110,6 +112,50 @@ class CurrencyView:
     chart: Chart | None
     label_width: int
     value_width: int
+
+
+@dataclass(frozen=True, slots=True)
+class MrrBar:
+    """One month of the MRR chart: a horizontal bar whose width is a share of the row."""
+
+    month: str
+    label: str  # "Oct 2026"
+    value: str  # "$12,345.67"; "—" for a month before the first subscriber
+    width: int  # percent of the bar area, 0 for no bar
+    absent: bool
+    current: bool
+    text_bar: str  # "#####" for the text part
+
+
+@dataclass(frozen=True, slots=True)
+class RollRow:
+    """One line of the month's roll-forward: MRR and subscribers side by side."""
+
+    label: str
+    mrr: str
+    subscribers: str  # "" where the line moves no subscriber (expansion, contraction)
+    total: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RecurringView:
+    """Everything the templates show of one currency's recurring revenue, formatted."""
+
+    code: str
+    mrr: str
+    mrr_change: str
+    mrr_change_pct: str
+    trend: str  # "up", "down" or "flat"
+    badge: str  # the change next to the figure: percent, or the amount when % is undefined
+    arr: str
+    arr_change: str
+    roll: tuple[RollRow, ...]  # start of the month, the five movements, end of the month
+    churn_rate: str  # subscriber churn rate, "—" when there was no subscriber at the start
+    retention: str  # net revenue retention, "—" when there was no MRR at the start
+    bars: tuple[MrrBar, ...]
+    label_width: int
+    value_width: int
+    count_width: int
 
 
 class TemplateError(RevbotError):
@@ -271,6 +317,95 @@ def currency_view(report: CurrencyReport, *, month: str, inner_width: int = 552)
     )
 
 
+def _percent(rate: Fraction) -> Decimal:
+    """A rate in percent, rounded half-even to a tenth, exactly: ``Fraction(1, 3)`` -> 33.3."""
+    return Decimal(round(rate * 1000)).scaleb(-1)
+
+
+def format_rate(rate: Fraction | None) -> str:
+    """``Fraction(423, 10000)`` -> ``"4.2%"``; ``None`` (a zero denominator) -> ``"—"``."""
+    return "—" if rate is None else f"{_percent(rate):,.1f}%"
+
+
+def _signed_count(n: int) -> str:
+    return f"{n:+,d}" if n else "0"
+
+
+def _mrr_bars(report: RecurringCurrency, *, month: str) -> tuple[MrrBar, ...]:
+    code = report.currency
+    top = max((p.mrr or 0 for p in report.history), default=0)
+    bars = []
+    for point in report.history:
+        value = point.mrr or 0
+        # Integer arithmetic: widths are proportional, the largest month fills the row; a
+        # month with any MRR keeps a sliver of bar so that it never reads as zero.
+        width = 0 if value <= 0 or top <= 0 else max(1, value * 100 // top)
+        text_len = 0 if value <= 0 or top <= 0 else max(1, value * TEXT_BAR_WIDTH // top)
+        bars.append(
+            MrrBar(
+                month=point.month,
+                label=f"{short_month_label(point.month)} {point.month[:4]}",
+                value="—" if point.mrr is None else format_amount(point.mrr, code),
+                width=width,
+                absent=point.mrr is None,
+                current=point.month == month,
+                text_bar="#" * text_len,
+            )
+        )
+    return tuple(bars)
+
+
+def recurring_view(report: RecurringCurrency, *, month: str) -> RecurringView:
+    """The formatted recurring revenue of one currency, shared by both templates."""
+    code = report.currency
+
+    def money(minor: int, *, signed: bool = True) -> str:
+        return format_amount(minor, code, signed=signed)
+
+    roll = (
+        RollRow(
+            "Start of month", money(report.mrr_start, signed=False),
+            f"{report.subscribers_start:,d}", total=False,
+        ),
+        RollRow("New", money(report.new), _signed_count(report.new_subscribers), total=False),
+        RollRow(
+            "Reactivation", money(report.reactivation),
+            _signed_count(report.reactivated_subscribers), total=False,
+        ),
+        RollRow("Expansion", money(report.expansion), "", total=False),
+        RollRow("Contraction", money(-report.contraction), "", total=False),
+        RollRow(
+            "Churn", money(-report.churn), _signed_count(-report.churned_subscribers), total=False
+        ),
+        RollRow(
+            "End of month", money(report.mrr_end, signed=False),
+            f"{report.subscribers_end:,d}", total=True,
+        ),
+    )  # fmt: skip
+    bars = _mrr_bars(report, month=month)
+    rate = report.mrr_change_rate
+    pct = None if rate is None else _percent(rate)
+    change = money(report.mrr_change)
+    return RecurringView(
+        code=normalize_currency(code).upper(),
+        mrr=money(report.mrr_end, signed=False),
+        mrr_change=change,
+        mrr_change_pct=format_pct(pct),
+        trend=_tone(report.mrr_change),
+        badge=change if pct is None else format_pct(pct),
+        arr=money(report.arr, signed=False),
+        arr_change=money(report.arr_change),
+        roll=roll,
+        churn_rate=format_rate(report.subscriber_churn_rate),
+        retention=format_rate(report.net_revenue_retention),
+        bars=bars,
+        label_width=max(len(r.label) for r in roll),
+        # The column headers are "MRR" and "Subscribers" (11 characters).
+        value_width=max(len(v) for v in [*(r.mrr for r in roll), *(b.value for b in bars)]),
+        count_width=max(len(v) for v in [*(r.subscribers for r in roll), "Subscribers"]),
+    )
+
+
 def _one_line(text: str) -> str:
     """Collapse whitespace (newlines included) so a name can never break a header."""
     return " ".join(text.split())
@@ -353,7 +488,8 @@ def template_context(report: MonthlyReport) -> dict[str, object]:
     """The variables both templates receive."""
     company = _one_line(report.company)
     prev = previous_month(report.month)
-    views = tuple(currency_view(c, month=report.month) for c in report.currencies)
+    views = tuple(currency_view(c, month=report.month) for c in report.ordered_currencies)
+    recurring = tuple(recurring_view(c, month=report.month) for c in report.ordered_recurring)
     headline = "; ".join(
         f"{v.code} net revenue {v.net}"
         + (f" ({v.badge} vs {report.previous_month_label})" if v.trend != "none" else "")
@@ -372,6 +508,7 @@ def template_context(report: MonthlyReport) -> dict[str, object]:
         "livemode": report.livemode,
         "reconciled": report.reconciled,
         "currencies": views,
+        "recurring": recurring,
         "headline": headline or "No activity this month.",
         "generated": _generated_label(report.generated_at),
     }
@@ -401,10 +538,15 @@ __all__ = [
     "Chart",
     "Column",
     "CurrencyView",
+    "MrrBar",
+    "RecurringView",
+    "RollRow",
     "Row",
     "TemplateError",
     "compact_amount",
     "currency_view",
+    "format_rate",
+    "recurring_view",
     "render",
     "subject_for",
     "template_context",

@@ -1,10 +1,19 @@
-"""A fixed, made-up month (USD, EUR and JPY) for snapshot tests, screenshots and previews. Pure."""
+"""A fixed, made-up month (USD, EUR and JPY) for snapshot tests, screenshots and previews. Pure.
+
+With ``recurring=True`` the month also has subscriptions: Metrics rows for USD (since January
+2026), EUR (since September 2025, with a month of heavy churn) and JPY (its first month, so
+its rates are undefined), and the email shows its "Recurring revenue" section.
+"""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from fractions import Fraction
 
 from bot.mail.model import CurrencyReport, MonthlyReport
+from bot.mail.recurring import recurring_revenue
+from bot.metrics import MetricsRow
+from bot.periods import Month
 from bot.pnl import PnlLines
 
 SAMPLE_MONTH = "2026-10"
@@ -30,14 +39,89 @@ def _history(values: tuple[int, ...]) -> tuple[tuple[str, int], ...]:
     return tuple(zip(_MONTHS, values, strict=True))
 
 
+# One month of subscriptions, in minor units (exact: annual plans make thirds and twelfths):
+# new, reactivation, expansion, contraction, churn; then subscribers new, reactivated, churned.
+_Moves = tuple[Fraction | int, Fraction | int, int, int, int, int, int, int]
+
+_USD_MOVES: tuple[_Moves, ...] = (  # January to October 2026
+    (812_000, 0, 0, 0, 0, 28, 0, 0),
+    (296_500, 0, 18_000, 0, 24_900, 9, 0, 1),
+    (341_200 + Fraction(100_000, 12), 0, 22_400, 9_900, 49_800, 11, 0, 2),
+    (402_000, 0, 35_100, 12_000, 29_900, 12, 0, 1),
+    (385_300, 24_900, 41_000, 0, 74_700, 11, 1, 3),
+    (466_800, 0, 28_300, 19_900, 49_800, 14, 0, 2),
+    (512_400 + Fraction(240_000, 12), 0, 52_600, 9_900, 99_600, 16, 0, 4),
+    (438_900, 49_800, 61_200, 24_900, 74_700, 13, 2, 3),
+    (497_500, 0, 44_800, 14_900, 124_500, 15, 0, 5),
+    (566_250 + Fraction(50_000, 3), 24_900, 71_400, 29_900, 99_600, 17, 1, 4),
+)
+_EUR_MOVES: tuple[_Moves, ...] = (  # September 2025 to October 2026
+    (210_000, 0, 0, 0, 0, 12, 0, 0),
+    (64_000, 0, 9_000, 0, 19_000, 3, 0, 1),
+    (71_500, 0, 12_000, 4_000, 0, 4, 0, 0),
+    (38_000, 0, 0, 0, 57_000, 2, 0, 3),
+    (92_000, 19_000, 6_500, 0, 19_000, 5, 1, 1),
+    (48_000, 0, 15_000, 9_500, 38_000, 3, 0, 2),
+    (86_500, 0, 11_000, 0, 19_000, 5, 0, 1),
+    (57_000, 19_000, 22_000, 6_000, 0, 3, 1, 0),
+    (0, 0, 0, 0, 114_000, 0, 0, 5),  # a reseller and its customers left
+    (95_000, 0, 8_000, 0, 19_000, 5, 0, 1),
+    (76_000, 0, 14_500, 3_500, 38_000, 4, 0, 2),
+    (104_500, 19_000, 9_000, 0, 19_000, 6, 1, 1),
+    (66_500 + Fraction(120_000, 12), 0, 17_000, 7_000, 38_000, 4, 0, 2),
+    (121_000, 0, 26_000, 12_500, 57_000, 6, 0, 3),
+)
+_JPY_MOVES: tuple[_Moves, ...] = ((98_000, 0, 0, 0, 0, 7, 0, 0),)  # October 2026 only
+
+
+def _rows(currency: str, first: Month, moves: tuple[_Moves, ...]) -> list[MetricsRow]:
+    rows = []
+    month, mrr, subscribers = first, Fraction(0), 0
+    for new, react, expansion, contraction, churn, n_new, n_react, n_churned in moves:
+        end = mrr + new + react + expansion - contraction - churn
+        count = subscribers + n_new + n_react - n_churned
+        rows.append(
+            MetricsRow(
+                month=month,
+                currency=currency,
+                mrr_start=mrr,
+                new=Fraction(new),
+                reactivation=Fraction(react),
+                expansion=Fraction(expansion),
+                contraction=Fraction(contraction),
+                churn=Fraction(churn),
+                mrr_end=end,
+                subscribers_start=subscribers,
+                new_subscribers=n_new,
+                reactivated_subscribers=n_react,
+                churned_subscribers=n_churned,
+                subscribers_end=count,
+            )
+        )
+        month, mrr, subscribers = month.next(), end, count
+    return rows
+
+
+def sample_metrics_rows() -> tuple[MetricsRow, ...]:
+    """The sample account's Metrics rows, every month of every currency, by (month, currency)."""
+    rows = (
+        _rows("usd", Month(2026, 1), _USD_MOVES)
+        + _rows("eur", Month(2025, 9), _EUR_MOVES)
+        + _rows("jpy", Month(2026, 10), _JPY_MOVES)
+    )
+    return tuple(sorted(rows, key=lambda r: (r.month, r.currency)))
+
+
 def sample_report(
     *,
     company: str = "Acme Analytics",
     livemode: bool = True,
     reconciled: bool = True,
     timezone: str = "America/New_York",
+    recurring: bool = False,
 ) -> MonthlyReport:
-    """October 2026 of a made-up company selling in USD, EUR and JPY."""
+    """October 2026 of a made-up company selling in USD, EUR and JPY; with ``recurring``, its
+    subscriptions too (the email's "Recurring revenue" section)."""
     usd = PnlLines(
         gross_revenue=4_821_350, refunds=-142_000, disputes=-25_000,
         stripe_fees=-144_912, other=-1_250, payouts=-4_200_000,
@@ -99,7 +183,10 @@ def sample_report(
             ),
         ),
         generated_at=datetime(2026, 11, 1, 11, 5, tzinfo=UTC),
+        recurring=(
+            recurring_revenue(sample_metrics_rows(), month=SAMPLE_MONTH) if recurring else None
+        ),
     )
 
 
-__all__ = ["SAMPLE_MONTH", "sample_report"]
+__all__ = ["SAMPLE_MONTH", "sample_metrics_rows", "sample_report"]

@@ -857,10 +857,17 @@ class SandboxBilling:
 
     @classmethod
     def generate(
-        cls, *, end: dt.date, seed: int = 7, tz: str = "UTC", customers: int = 24
+        cls,
+        *,
+        end: dt.date,
+        seed: int = 7,
+        tz: str = "UTC",
+        customers: int = 24,
+        hand_built: bool = True,
     ) -> SandboxBilling:
-        """The hand-built customers plus ``customers`` random ones, over the :data:`MONTHS`
-        whole months before ``end``'s month and the days of that month before ``end``."""
+        """The hand-built customers (unless not ``hand_built``) plus ``customers`` random ones,
+        over the :data:`MONTHS` whole months before ``end``'s month and the days of that month
+        before ``end``."""
         zone = ZoneInfo(tz)
         index = end.year * 12 + end.month - 1 - MONTHS
         first = dt.date(index // 12, index % 12 + 1, 1)
@@ -868,7 +875,8 @@ class SandboxBilling:
             int(dt.datetime.combine(d, dt.time(0), zone).timestamp()) for d in (first, end)
         )
         engine = _Engine(start=start, end=stop, zone=zone, rng=random.Random(f"billing-{seed}"))
-        _scenario(engine)
+        if hand_built:
+            _scenario(engine)
         _random_customers(engine, customers)
         engine.finish()
         return cls(engine, seed=seed, tz=tz)
@@ -877,6 +885,11 @@ class SandboxBilling:
     def scenario(cls, *, end: dt.date, seed: int = 7, tz: str = "UTC") -> SandboxBilling:
         """Only the hand-built customers."""
         return cls.generate(end=end, seed=seed, tz=tz, customers=0)
+
+    @classmethod
+    def empty(cls, *, end: dt.date, tz: str = "UTC") -> SandboxBilling:
+        """An account that bills nothing through Stripe: no subscription, no invoice."""
+        return cls.generate(end=end, tz=tz, customers=0, hand_built=False)
 
     def invoice(self, invoice_id: str) -> dict[str, Any] | None:
         """The stored invoice without its ``lines`` (read-only), or None."""

@@ -1,10 +1,11 @@
 """The Billing endpoints of the sandbox: subscriptions, invoices and invoice lines.
 
 ``SandboxServer(account, billing=BillingApi(SandboxBilling.generate(...)))`` serves
-``GET /v1/subscriptions``, ``GET /v1/invoices``, ``GET /v1/invoices/{invoice}`` and
-``GET /v1/invoices/{invoice}/lines`` like Stripe at API version 2020-08-27: lists newest first
-with ``limit`` and cursors, the spec's filters, errors in Stripe's shape. An invoice embeds only
-the first page (10) of its lines, with ``has_more`` and the URL of the rest, as Stripe does.
+``GET /v1/subscriptions``, ``GET /v1/subscriptions/{id}``, ``GET /v1/invoices``,
+``GET /v1/invoices/{invoice}`` and ``GET /v1/invoices/{invoice}/lines`` like Stripe at API
+version 2020-08-27: lists newest first with ``limit`` and cursors, the spec's filters, errors in
+Stripe's shape. An invoice embeds only the first page (10) of its lines, with ``has_more`` and
+the URL of the rest, as Stripe does.
 
 Restricted keys (``rk_...``) can be made to lack Billing permissions
 (``restricted_key_lacks={"subscriptions", "invoices"}``): they then get Stripe's 403 permission
@@ -19,7 +20,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from bot.sandbox.billing import SandboxBilling
-from bot.sandbox.server import ApiError, _cursors, _int, _limit, _only, _string
+from bot.sandbox.params import ApiError, _cursors, _int, _limit, _only, _string
 
 if TYPE_CHECKING:
     from bot.sandbox.server import SandboxServer
@@ -59,6 +60,7 @@ class BillingApi:
         self._account_id = server.account.account_id
         return [
             ("GET", "/v1/subscriptions", self._list_subscriptions),
+            ("GET", "/v1/subscriptions/{subscription_exposed_id}", self._get_subscription),
             ("GET", "/v1/invoices", self._list_invoices),
             ("GET", "/v1/invoices/{invoice}", self._get_invoice),
             ("GET", "/v1/invoices/{invoice}/lines", self._list_lines),
@@ -122,6 +124,26 @@ class BillingApi:
                 for s in page["data"]
             ]
         return {**page, "url": "/v1/subscriptions"}
+
+    def _get_subscription(
+        self, *, subscription_exposed_id: str, params: dict[str, Any], headers: Mapping[str, str]
+    ) -> dict[str, Any]:
+        self._allow(headers, "subscriptions")
+        _only(params, {"expand"})
+        expand = _expand(
+            params, {"latest_invoice"}, embedded={p[5:] for p in _EMBEDDED_IN_SUBSCRIPTIONS}
+        )
+        found = self.billing.subscription(subscription_exposed_id)
+        if found is None:
+            raise ApiError(
+                404,
+                f"No such subscription: '{subscription_exposed_id}'",
+                param="id",
+                code="resource_missing",
+            )
+        if "latest_invoice" in expand and found["latest_invoice"]:
+            return {**found, "latest_invoice": self._invoice_json(found["latest_invoice"])}
+        return found
 
     def _list_invoices(
         self, *, params: dict[str, Any], headers: Mapping[str, str]

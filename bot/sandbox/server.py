@@ -24,16 +24,26 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bot.errors import ServiceError
 from bot.sandbox.account import SandboxAccount
+from bot.sandbox.billing import SandboxBilling
+from bot.sandbox.billing_routes import BillingApi
+from bot.sandbox.params import (
+    ApiError,
+    _created_range,
+    _cursors,
+    _int,
+    _limit,
+    _no_expand,
+    _only,
+    _string,
+    decode_params,
+)
 from bot.sandbox.reports import REPORT_TYPES, ReportType, RunParameters, csv_chunks, report_rows
-
-if TYPE_CHECKING:  # billing_routes builds on this module: importing it here would be a cycle
-    from bot.sandbox.billing_routes import BillingApi
 
 logger = logging.getLogger(__name__)
 
@@ -50,37 +60,6 @@ _RATE_LIMIT_MESSAGE = (
 )
 
 
-class ApiError(Exception):
-    """An error answered in Stripe's shape: ``{"error": {"type": ..., "message": ...}}``."""
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        *,
-        param: str | None = None,
-        code: str | None = None,
-        type: str = "invalid_request_error",
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.param = param
-        self.code = code
-        self.type = type
-        self.headers = dict(headers or {})
-
-    def body(self) -> dict[str, Any]:
-        error: dict[str, Any] = {"type": self.type, "message": self.message}
-        if self.code:
-            error["code"] = self.code
-            error["doc_url"] = f"https://stripe.com/docs/error-codes/{self.code.replace('_', '-')}"
-        if self.param:
-            error["param"] = self.param
-        return {"error": error}
-
-
 def mask_key(key: str) -> str:
     """How Stripe shows a rejected key: its prefix, stars and at most the last 4 characters."""
     prefix, rest = "", key
@@ -90,123 +69,6 @@ def mask_key(key: str) -> str:
             break
     tail = rest[-4:] if len(rest) >= 12 else ""  # short keys: showing 4 chars would leak most
     return f"{prefix}****{tail}"
-
-
-def decode_params(pairs: list[tuple[str, str]]) -> dict[str, Any]:
-    """Rails-style nested form keys (``a[b]``, ``a[0]``, ``a[]``) into dicts and lists.
-
-    Raises ApiError on a key that mixes list and object syntax.
-    """
-    root: dict[str, Any] = {}
-    for raw_key, value in pairs:
-        match = re.fullmatch(r"([^\[\]]+)((?:\[[^\[\]]*\])*)", raw_key)
-        if not match:
-            raise ApiError(400, f"Invalid parameter name: {raw_key}", param=raw_key)
-        parts = [match.group(1), *re.findall(r"\[([^\[\]]*)\]", match.group(2))]
-        node: dict[str, Any] = root
-        for i, part in enumerate(parts):
-            last = i == len(parts) - 1
-            if part == "":  # `a[]`: append, as an index one past the last
-                part = str(sum(1 for k in node if k.isdigit()))
-            if last:
-                node[part] = value
-            else:
-                child = node.setdefault(part, {})
-                if not isinstance(child, dict):
-                    raise ApiError(400, f"Invalid parameter name: {raw_key}", param=raw_key)
-                node = child
-    return {k: _listify(v) for k, v in root.items()}  # the top level is always a hash
-
-
-def _listify(node: Any) -> Any:
-    if not isinstance(node, dict):
-        return node
-    converted = {k: _listify(v) for k, v in node.items()}
-    if converted and all(k.isdigit() for k in converted):
-        return [converted[k] for k in sorted(converted, key=int)]
-    return converted
-
-
-def _int(value: Any, param: str) -> int:
-    if isinstance(value, str) and re.fullmatch(r"-?\d+", value.strip()):
-        return int(value)
-    raise ApiError(400, f"Invalid integer: {value}", param=param)
-
-
-def _string(value: Any, param: str) -> str:
-    if isinstance(value, str):
-        return value
-    raise ApiError(400, f"Invalid string: {param} must be a string", param=param)
-
-
-def _only(params: Mapping[str, Any], allowed: set[str], prefix: str = "") -> None:
-    for name in params:
-        if name not in allowed:
-            full = f"{prefix}[{name}]" if prefix else name
-            raise ApiError(400, f"Received unknown parameter: {full}", param=full)
-
-
-def _no_expand(params: Mapping[str, Any]) -> None:
-    expand = params.get("expand")
-    if expand is None or expand == [] or expand == "":
-        return
-    if not isinstance(expand, list):
-        raise ApiError(400, "Invalid array", param="expand")
-    raise ApiError(
-        400,
-        f"This property cannot be expanded in the sandbox ({', '.join(map(str, expand))}).",
-        param="expand",
-    )
-
-
-def _limit(params: Mapping[str, Any]) -> int:
-    if "limit" not in params:
-        return 10
-    limit = _int(params["limit"], "limit")
-    if not 1 <= limit <= 100:
-        raise ApiError(
-            400, f"Invalid limit: must be between 1 and 100 (got {limit})", param="limit"
-        )
-    return limit
-
-
-def _created_range(params: Mapping[str, Any]) -> tuple[int | None, int | None]:
-    """``created`` (int or ``{gt,gte,lt,lte}``) as a half-open ``[gte, lt)``."""
-    if "created" not in params:
-        return None, None
-    created = params["created"]
-    if isinstance(created, str):
-        exact = _int(created, "created")
-        return exact, exact + 1
-    if not isinstance(created, dict):
-        raise ApiError(400, "Invalid created: an integer or a hash", param="created")
-    _only(created, {"gt", "gte", "lt", "lte"}, "created")
-    lower: list[int] = []
-    upper: list[int] = []
-    if "gt" in created:
-        lower.append(_int(created["gt"], "created[gt]") + 1)
-    if "gte" in created:
-        lower.append(_int(created["gte"], "created[gte]"))
-    if "lt" in created:
-        upper.append(_int(created["lt"], "created[lt]"))
-    if "lte" in created:
-        upper.append(_int(created["lte"], "created[lte]") + 1)
-    return (max(lower) if lower else None), (min(upper) if upper else None)
-
-
-def _cursors(params: Mapping[str, Any]) -> tuple[str | None, str | None]:
-    after = params.get("starting_after")
-    before = params.get("ending_before")
-    if after is not None and before is not None:
-        raise ApiError(
-            400,
-            "You may only specify one of these parameters: ending_before, starting_after.",
-            param="starting_after",
-        )
-    return (
-        None if after is None else _string(after, "starting_after"),
-        None if before is None else _string(before, "ending_before"),
-    )
 
 
 @dataclass(frozen=True)
@@ -1183,17 +1045,24 @@ def serve(
     scale: float = 1.0,
     **server_options: Any,
 ) -> None:
-    """Serve the default synthetic account (ending today, UTC) until interrupted (the CLI)."""
+    """Serve the default synthetic account (ending today, UTC), its subscriptions and invoices
+    included, until interrupted (the CLI)."""
     today = dt.datetime.now(dt.UTC).date()
     account = SandboxAccount.generate(end=today, days=days, tz=tz, seed=seed, scale=scale)
+    billing = SandboxBilling.generate(end=today, seed=seed, tz=tz)
     try:
-        server = SandboxServer(account, host=host, port=port, **server_options).start()
+        server = SandboxServer(
+            account, host=host, port=port, billing=BillingApi(billing), **server_options
+        ).start()
     except OSError as e:
         raise ServiceError(
             f"cannot listen on {host}:{port} ({e.strerror}); choose another --port"
         ) from e
     try:
-        print(f"Stripe sandbox: {len(account)} balance transactions, listening on {server.url}")
+        print(
+            f"Stripe sandbox: {len(account)} balance transactions, {len(billing.subscriptions)} "
+            f"subscriptions, {len(billing.invoices)} invoices, listening on {server.url}"
+        )
         print(f"export STRIPE_API_BASE={server.url} STRIPE_SECRET_KEY={SANDBOX_KEY}", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
             threading.Event().wait()
