@@ -88,6 +88,7 @@ from bot.dashboard.sheets_requests import (
     batch_bodies,
     cell_data,
     column_letter,
+    consecutive_ranges,
     dedupe,
     delete_sheet,
     free_id,
@@ -445,7 +446,7 @@ class GoogleSheetDashboard:
                 wanted_rows = self._check_rows(
                     tab, indexed, grid, rows_by_tab[tab.title], first_day
                 )
-                checks[tab.title] = (indexed, _runs(wanted_rows))
+                checks[tab.title] = (indexed, consecutive_ranges(wanted_rows))
         ranges = [_row_range(t, run) for t, (_, runs) in checks.items() for run in runs]
         ranges += [_key_range(t, grids[t.title], with_days) for t in full]
         replies = iter(self._batch_get(ranges))
@@ -515,7 +516,9 @@ class GoogleSheetDashboard:
             found = self._rng.sample(found, CHECKED_UPDATES)
         wanted.update(found)
         if tab is TRANSACTIONS and first_day is not None:
-            for start, end in _runs(indexed.positions_before(first_day))[:CHECKED_REMOVALS]:
+            for start, end in consecutive_ranges(indexed.positions_before(first_day))[
+                :CHECKED_REMOVALS
+            ]:
                 wanted |= {start, end - 1, end}
         return sorted(p for p in wanted if 1 <= p <= n + 1 and p < grid.rows)
 
@@ -621,17 +624,6 @@ def _after_monthly(
 def _adds(request: Mapping[str, Any], title: str) -> bool:
     """Whether ``request`` is the addSheet of the tab ``title``."""
     return bool(request.get("addSheet", {}).get("properties", {}).get("title") == title)
-
-
-def _runs(positions: Sequence[int]) -> list[tuple[int, int]]:
-    """Ascending positions as half-open ranges of consecutive ones."""
-    out: list[tuple[int, int]] = []
-    for p in sorted(positions):
-        if out and out[-1][1] == p:
-            out[-1] = (out[-1][0], p + 1)
-        else:
-            out.append((p, p + 1))
-    return out
 
 
 def _row_range(title: str, run: tuple[int, int]) -> str:

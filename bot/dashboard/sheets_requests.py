@@ -236,13 +236,13 @@ def plan_trim(
     def outcome(day: date | None) -> tuple[list[int], list[TransactionRow], int]:
         kept = [r for r in rows if day is None or r.created.date() >= day]
         gone = known.positions_before(day) if day is not None else []
-        _, inserted = place(kept, known, _ranges(gone))
+        _, inserted = place(kept, known, consecutive_ranges(gone))
         new = [r for _, r in inserted if isinstance(r, TransactionRow)]
         return gone, new, known.count - len(gone) + len(inserted)
 
     gone, new, data = outcome(first_day)
     if other_cells + max(grid.rows - len(gone), 1 + data, least) * cols <= limit:
-        return Trim(first_day, _ranges(gone))
+        return Trim(first_day, consecutive_ranges(gone))
     allowed = (math.floor(limit * HEADROOM) - other_cells) // cols
     if allowed < least:
         allowed = (limit - other_cells) // cols
@@ -265,14 +265,14 @@ def plan_trim(
         return None  # rows without a day (a founder's) are more than the limit leaves room for
     # The empty rows under the last one go too: they count against the limit as much as any.
     tail = grid.rows - len(gone) - rows_after
-    removed = _ranges(gone) + ([(grid.rows - tail, grid.rows)] if tail > 0 else [])
+    removed = consecutive_ranges(gone) + ([(grid.rows - tail, grid.rows)] if tail > 0 else [])
     kept = next((d for d, _ in heapq.merge(
         known.days_from(cut), sorted(Counter(r.created.date() for r in new).items())
     )), None)  # fmt: skip
     return Trim(cut, removed, limited=cut != first_day, kept=kept)
 
 
-def _ranges(positions: Sequence[int]) -> list[tuple[int, int]]:
+def consecutive_ranges(positions: Sequence[int]) -> list[tuple[int, int]]:
     """Ascending positions as half-open ranges of consecutive ones."""
     out: list[tuple[int, int]] = []
     for p in sorted(positions):

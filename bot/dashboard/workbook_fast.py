@@ -383,7 +383,9 @@ class FastWriter:
             rows = self.cache.rows_xml(tab.title)
             pieces = [deflate_part("".join(rows).encode())]
             count = len(rows)
-        ref = f"A1:{_column_letter(len(tab.columns) - 1)}{count + 1}"
+        from openpyxl.utils import get_column_letter
+
+        ref = f"A1:{get_column_letter(len(tab.columns))}{count + 1}"
         head = re.sub(r'<dimension ref="[^"]*"/>', f'<dimension ref="{ref}"/>', head)
         parts = [deflate_part(head.encode()), *pieces, deflate_part(tail.encode(), last=True)]
         return joined(parts)
@@ -409,12 +411,3 @@ class FastWriter:
             f"at most {self.row_limit:,} rows (the ledger keeps every transaction)"
         )
         return first
-
-
-def _column_letter(index: int) -> str:
-    out = ""
-    index += 1
-    while index:
-        index, rem = divmod(index - 1, 26)
-        out = chr(65 + rem) + out
-    return out
