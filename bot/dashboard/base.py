@@ -7,7 +7,9 @@ never drift apart in column order or meaning.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+import contextlib
+import sqlite3
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -301,3 +303,16 @@ class Dashboard(Protocol):
     def describe(self) -> str:
         """Where a founder looks: a path or a URL."""
         ...
+
+
+@contextlib.contextmanager
+def immediate(conn: sqlite3.Connection) -> Iterator[None]:
+    """One write transaction on a dashboard's own SQLite file (opened in autocommit mode):
+    committed whole, or rolled back whatever ends it."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")

@@ -31,6 +31,8 @@ from datetime import date
 from pathlib import Path
 from typing import Protocol
 
+from bot.dashboard.base import immediate
+
 log = logging.getLogger(__name__)
 
 Key = tuple[str, ...]
@@ -246,15 +248,8 @@ class SheetIndex:
     def close(self) -> None:
         self.conn.close()
 
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[None]:
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        self.conn.execute("COMMIT")
+    def _transaction(self) -> contextlib.AbstractContextManager[None]:
+        return immediate(self.conn)
 
     def rows(self, spreadsheet_id: str, title: str, sheet_id: int) -> IndexedRows | None:
         """The tab's rows as indexed; None when the index has no such tab, or one of another

@@ -24,6 +24,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from bot.dashboard.base import immediate
 from bot.dashboard.xlsx_parts import Part
 
 VERSION = "2"
@@ -84,15 +85,8 @@ class WorkbookCache:
     def close(self) -> None:
         self.conn.close()
 
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[None]:
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        self.conn.execute("COMMIT")
+    def transaction(self) -> contextlib.AbstractContextManager[None]:
+        return immediate(self.conn)
 
     def _clear(self) -> None:
         for table in ("meta", "rows", "txns", "chunks"):
