@@ -47,8 +47,9 @@ install: $(VENV)/.installed-runtime
 
 dev: $(VENV)/.installed-runtime $(VENV)/.installed-test $(VENV)/.installed-dev
 
+# -n auto: one worker per core (pytest-xdist); the tests share no port, file or process.
 test: $(VENV)/.installed-test
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto
 
 # The suite against the lowest versions pyproject.toml allows for every direct dependency, in
 # a venv of its own (the lock plays no part): proves the lower bounds are true.
@@ -56,7 +57,7 @@ test-lowest: $(UV_STAMP)
 	rm -rf $(LOWEST)
 	$(BIN)/uv venv -q --python $(PY) $(LOWEST)
 	$(BIN)/uv pip install -q --python $(LOWEST)/bin/python --resolution lowest-direct -e '.[test]'
-	$(LOWEST)/bin/python -m pytest -p no:cacheprovider
+	$(LOWEST)/bin/python -m pytest -p no:cacheprovider -n auto
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check bot tests bench scripts

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 import typer
 
 from bot import __version__
+from bot.cli_journal import journal
 from bot.errors import EXIT_FAILURE
 from bot.exits import fatal, guard, leave
 
@@ -137,7 +138,7 @@ def daily(
         output.show(
             output.daily_json(out) if json_out else None, output.daily_text, out, settings.timezone
         )
-        billing_error = out.daily.billing_error
+        billing_error = out.daily.error
         if alerter is not None:
             if billing_error is None:
                 alerter.success("daily")
@@ -289,8 +290,8 @@ def backfill(
         output.show(
             output.backfill_json(result) if json_out else None, output.backfill_text, result
         )
-        if result.billing_error is not None:
-            raise result.billing_error
+        if result.error is not None:
+            raise result.error
 
 
 @app.command(short_help="Check each configured service and say how to fix it.")
@@ -362,6 +363,9 @@ def demo(
             echo=typer.echo,
             shown_dir=data_dir,
         )
+
+
+app.command(short_help="A reported month as a journal for the books: a file, or Xero.")(journal)
 
 
 @sandbox_app.command("serve", short_help="Serve the sandbox account on 127.0.0.1.")

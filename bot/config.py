@@ -108,6 +108,11 @@ class Settings:
     slack_webhook_url: Secret | None = None
     alert_emails: tuple[str, ...] = ()
     sheet_transactions_days: int = 400
+    accounting_accounts: str | None = None  # ACCOUNTING_ACCOUNTS as written; read by journal
+    xero_client_id: str | None = None
+    xero_client_secret: Secret | None = None
+    xero_api_url: str | None = None
+    xero_identity_url: str | None = None
     secrets: tuple[Secret, ...] = field(default=(), repr=False)
 
     @property
@@ -245,6 +250,11 @@ def resolve(
     if slack_secret:
         secrets.append(slack_secret)
 
+    xero_secret_text = src.get("XERO_CLIENT_SECRET")
+    xero_secret = Secret(xero_secret_text) if xero_secret_text else None
+    if xero_secret:
+        secrets.append(xero_secret)
+
     data_dir = Path(src.get("DATA_DIR", "./revbot-data") or "./revbot-data")
     if not data_dir.is_absolute():
         data_dir = cwd / data_dir
@@ -275,6 +285,11 @@ def resolve(
         slack_webhook_url=slack_secret,
         alert_emails=parse_address_list(src.get("ALERT_EMAILS") or "", variable="ALERT_EMAILS"),
         sheet_transactions_days=int(days_text),
+        accounting_accounts=src.get("ACCOUNTING_ACCOUNTS") or None,
+        xero_client_id=(src.get("XERO_CLIENT_ID") or "").strip() or None,
+        xero_client_secret=xero_secret,
+        xero_api_url=_url("XERO_API_URL", src.get("XERO_API_URL")),
+        xero_identity_url=_url("XERO_IDENTITY_URL", src.get("XERO_IDENTITY_URL")),
         secrets=tuple(secrets),
     )
 

@@ -99,7 +99,7 @@ def run(
         result = backfill(ctx, since=since)
         echo(f"backfill {result.since} … {result.until}: {result.fetched} transactions")
         daily = daily_job(ctx)
-        for error in (result.billing_error, daily.billing_error):
+        for error in (result.error, daily.error):
             if error is not None:
                 raise error
         echo(f"daily {daily.day}: {daily.fetched} transactions re-read")

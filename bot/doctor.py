@@ -6,6 +6,7 @@ import contextlib
 import json
 import stat
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -13,7 +14,7 @@ from typing import Literal
 
 from bot.config import Settings
 from bot.errors import RevbotError, TemporaryError
-from bot.stripe_port import BILLING_PERMISSIONS, StripePort, Unavailable
+from bot.stripe_port import BILLING_PERMISSIONS, NEEDED_FOR, StripePort, Unavailable
 
 Status = Literal["ok", "warn", "fail", "skip"]
 
@@ -116,6 +117,7 @@ def stripe_checks(settings: Settings, source: StripePort | None) -> Iterator[Che
     for resource, pages in (
         ("subscriptions", lambda: source.iter_subscriptions()),
         ("invoices", lambda: source.iter_invoices()),
+        ("payouts", lambda: source.iter_payouts(gte=0, lt=int(time.time()) + 86_400)),
     ):
         yield _billing_probe(resource, pages, net_fix)
 
@@ -134,7 +136,7 @@ def _billing_probe(resource: str, pages: Callable[[], Iterable[object]], net_fix
         permission = BILLING_PERMISSIONS[resource]
         return Check(name, "fail", str(e), f"check STRIPE_SECRET_KEY; it needs {permission!r}")
     found = "some" if page else "none yet"
-    return Check(name, "ok", f"{resource} readable ({found}; for investor metrics)")
+    return Check(name, "ok", f"{resource} readable ({found}; for {NEEDED_FOR[resource]})")
 
 
 def sheet_checks(settings: Settings) -> Iterator[Check]:
@@ -260,7 +262,50 @@ def run(settings: Settings, source: StripePort | None) -> list[Check]:
     checks += list(sheet_checks(settings))
     checks += list(email_checks(settings))
     checks += list(alert_checks(settings))
+    checks += list(xero_checks(settings))
     return checks
+
+
+def xero_checks(settings: Settings) -> Iterator[Check]:
+    """When Xero is configured: the Custom Connection, its organisation, and that each
+    account ACCOUNTING_ACCOUNTS maps to is in its chart of accounts."""
+    if not (settings.xero_client_id or settings.xero_client_secret):
+        return
+    from bot import wiring
+    from bot.journal import ACCOUNT_KEYS, parse_accounts
+
+    fix = (
+        "check XERO_CLIENT_ID and XERO_CLIENT_SECRET against the Custom Connection at "
+        "developer.xero.com > My Apps (scopes accounting.transactions and "
+        "accounting.settings.read)"
+    )
+    try:
+        books = wiring.make_books(settings)
+        org = books.connect()
+        codes = books.account_codes()
+    except TemporaryError as e:
+        yield Check("Xero", "fail", str(e), "check the network (and XERO_API_URL), try again")
+        return
+    except RevbotError as e:
+        yield Check("Xero", "fail", str(e), fix)
+        return
+    yield Check("Xero", "ok", f"connected to {org.name}")
+    try:
+        accounts = parse_accounts(settings.accounting_accounts)
+    except RevbotError as e:
+        yield Check("Xero accounts", "fail", str(e))
+        return
+    missing = [f"{k}={accounts[k].code}" for k in ACCOUNT_KEYS if accounts[k].code not in codes]
+    if missing:
+        yield Check(
+            "Xero accounts",
+            "fail",
+            f"no such account in {org.name}'s chart of accounts: {', '.join(missing)}",
+            "set ACCOUNTING_ACCOUNTS to codes from Accounting > Chart of accounts in Xero, "
+            "e.g. sales=200,fees=404,clearing=610,bank=090",
+        )
+    else:
+        yield Check("Xero accounts", "ok", "every account of ACCOUNTING_ACCOUNTS is in Xero")
 
 
 def alert_checks(settings: Settings) -> Iterator[Check]:

@@ -252,3 +252,20 @@ def check_invoice_line(line: Any, invoice_id: str) -> None:
         raise c.refuse("period", period, "a period")
     c.timestamp("period.start", required=True, value=period.get("start"))
     c.timestamp("period.end", required=True, value=period.get("end"))
+
+
+# -- Payouts -----------------------------------------------------------------------------------
+
+
+def check_payout(payout: Any) -> None:
+    """Raise :class:`InvalidStripeData` unless ``payout`` is a well-formed payout."""
+    c = _Checked(payout, "payout", "payouts")
+    c.token("status", required=True)
+    c.timestamp("created", required=True)
+    c.timestamp("arrival_date")
+    c.currency()
+    c.amount("amount", required=True)
+    c.ref("balance_transaction")
+    c.ref("failure_balance_transaction")
+    if not isinstance(payout.get("automatic"), bool):
+        raise c.refuse("automatic", payout.get("automatic"), "true or false")

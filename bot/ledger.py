@@ -18,14 +18,16 @@ from pathlib import Path
 from typing import Any
 
 from bot.billing_store import SCHEMA as BILLING_SCHEMA
+from bot.books_store import SCHEMA as BOOKS_SCHEMA
 from bot.errors import RevbotError
 from bot.inbound import check_transaction
 from bot.pnl import CurrencyFigures, Movement
 from bot.records import MonthlyRecord, ReportRun, Send
 from bot.text import escaped
 
-# 2: transactions.id a unique index, not the PRIMARY KEY; 3: subscriptions and invoices.
-SCHEMA_VERSION = 3
+# 2: transactions.id a unique index, not the PRIMARY KEY; 3: subscriptions and invoices;
+# 4: payouts and journals.
+SCHEMA_VERSION = 4
 
 _TRANSACTIONS_TABLE = """
 CREATE TABLE transactions (
@@ -127,6 +129,7 @@ CREATE TABLE IF NOT EXISTS alerts (
         + "".join(f"{ddl};\n" for ddl in _TRANSACTIONS_INDEXES),
     )
     + BILLING_SCHEMA
+    + BOOKS_SCHEMA
 )
 
 

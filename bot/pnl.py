@@ -237,3 +237,39 @@ def mom_fraction(current: int, previous: int | None) -> Decimal | None:
     """Month-over-month change as a fraction (0.125 = 12.5 %) for the Monthly tab."""
     pct = mom_pct(current, previous)
     return None if pct is None else (pct / 100).quantize(Decimal("0.0001"))
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """What a payout settled, with the P&L's signs: ``gross`` (charges), ``refunds``, ``fees``
+    (Stripe's fees, as stripe_fees), ``other`` (every other line, disputes and returned
+    payouts included) and ``net``, their sum."""
+
+    transactions: int
+    gross: int
+    refunds: int
+    fees: int
+    other: int
+    net: int
+
+
+def settled(movements: Iterable[Movement]) -> Settled:
+    """The breakdown of the balance transactions one payout settled (its own left out).
+    Raises :class:`IdentityError` if Σ net differs from the lines' sum."""
+    count = gross = refunds = fees = other = net = 0
+    for m in movements:
+        count += m.count
+        net += m.net
+        fees -= m.fee
+        cat = m.reporting_category
+        if cat in REVENUE:
+            gross += m.amount
+        elif cat in REFUNDS:
+            refunds += m.amount
+        elif cat in FEE_CATEGORIES:
+            fees += m.amount
+        else:
+            other += m.amount
+    if gross + refunds + fees + other != net:
+        raise IdentityError(f"Σ net {net} != lines {gross + refunds + fees + other}")
+    return Settled(count, gross, refunds, fees, other, net)

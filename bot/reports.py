@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 ACTIVITY_SUMMARY = "balance_change_from_activity.summary.1"
 BALANCE_SUMMARY = "balance.summary.1"
 ACTIVITY_ITEMIZED = "balance_change_from_activity.itemized.3"
+PAYOUT_RECONCILIATION = "payout_reconciliation.itemized.5"
 
 
 @dataclass(frozen=True)
@@ -190,6 +191,26 @@ def activity_movements(path: Path) -> list[Movement]:
         except ValueError as e:
             raise CsvError(f"report file {path}: count={row['count']!r} is not a number") from e
         out.append(Movement(row["reporting_category"], ccy, gross, gross - net, net, count))
+    return out
+
+
+@dataclass
+class Settlement:
+    """What one automatic payout settled, as ``payout_reconciliation.itemized.5`` says."""
+
+    transactions: set[str]
+    net: int = 0
+
+
+def payout_settlements(path: Path) -> dict[str, Settlement]:
+    """``payout_reconciliation.itemized.5`` -> per automatic payout, its transactions and Σ net."""
+    out: dict[str, Settlement] = {}
+    required = ("automatic_payout_id", "balance_transaction_id", "currency", "net")
+    for row in rows(path, required):
+        ccy = row["currency"].lower()
+        one = out.setdefault(row["automatic_payout_id"], Settlement(set()))
+        one.transactions.add(row["balance_transaction_id"])
+        one.net += _minor(row["net"], ccy, path, "net")
     return out
 
 

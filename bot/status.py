@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 import itertools
+import json
 from dataclasses import asdict
 from datetime import date, timedelta
 from typing import Any
 
 from bot.billing_store import billing_counts, unavailable
+from bot.books_store import (
+    DRAFT,
+    POSTED,
+    POSTING,
+    WRITTEN,
+    journal_records,
+    payout_count,
+    payouts,
+)
+from bot.jobs.payouts import UNAVAILABLE_KEY as PAYOUTS_UNAVAILABLE
+from bot.jobs.payouts import unreconciled
 from bot.ledger import DASHBOARD_TRIMMED, Ledger
 
 
@@ -49,7 +61,32 @@ def collect(ledger: Ledger, timezone: str) -> dict[str, Any]:
         "sends": [asdict(s) for s in ledger.sends()],
         # Subscriptions and invoices (investor metrics), and what the key may not read.
         "billing": {**billing_counts(ledger), "unavailable": unavailable(ledger)},
+        "payouts": {
+            "count": payout_count(ledger),
+            "not_reconciled": unreconciled(payouts(ledger)),
+            "unavailable": ledger.get_meta(PAYOUTS_UNAVAILABLE) or None,
+            # Per month, what Stripe's payout reconciliation report said of them.
+            "report_checks": _report_checks(ledger),
+        },
+        # Each month's journal per currency: a file written, a draft in Xero, or posted there.
+        "journals": [asdict(r) for r in journal_records(ledger)],
     }
+
+
+def _report_checks(ledger: Ledger) -> dict[str, Any]:
+    with ledger.reading() as conn:
+        rows = conn.execute(
+            "SELECT key, value FROM meta WHERE key LIKE 'payout_report:%' ORDER BY key"
+        ).fetchall()
+    return {key.split(":", 1)[1]: json.loads(value) for key, value in rows}
+
+
+_JOURNAL_STATE = {
+    WRITTEN: "written to {ref}",
+    POSTING: "being posted to Xero (the next `revbot journal --to xero` finishes it)",
+    DRAFT: "posted to Xero as draft {ref}",
+    POSTED: "posted by the accountant in Xero ({ref})",
+}
 
 
 def render_text(report: dict[str, Any]) -> str:
@@ -87,6 +124,27 @@ def render_text(report: dict[str, Any]) -> str:
     )
     for resource, note in sorted(billing["unavailable"].items()):
         lines.append(f"billing: {resource} not read: {note.get('message')} -> {note.get('fix')}")
+    pays = report["payouts"]
+    lines.append(
+        f"payouts: {pays['count']}"
+        + (
+            f", NOT reconciled: {', '.join(pays['not_reconciled'])}"
+            if pays["not_reconciled"]
+            else ", every automatic one reconciled"
+        )
+    )
+    for month, check in pays["report_checks"].items():
+        found = check["differences"]
+        lines.append(
+            f"payouts of {month} against Stripe's reconciliation report: "
+            + (f"{len(found)} differ: {'; '.join(found)}" if found else f"{check['checked']} agree")
+        )
+    if pays["unavailable"]:
+        lines.append(f"payouts: not read: {pays['unavailable']}")
+    for j in report["journals"]:
+        where = "file" if j["target"] == "file" else "xero"
+        state = _JOURNAL_STATE.get(j["state"], j["state"]).format(ref=j["ref"])
+        lines.append(f"journal {j['month']} {j['currency'].upper()} ({where}): {state}")
     for send in report["sends"]:
         lines.append(
             f"email {send['month']} -> {send['recipient']} (generation {send['generation']}): "

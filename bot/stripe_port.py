@@ -79,7 +79,17 @@ class Unavailable(ServiceError):
 
 
 # What a restricted key needs, by Billing resource, as the Stripe Dashboard names it.
-BILLING_PERMISSIONS = {"subscriptions": "Subscriptions: read", "invoices": "Invoices: read"}
+BILLING_PERMISSIONS = {
+    "subscriptions": "Subscriptions: read",
+    "invoices": "Invoices: read",
+    "payouts": "Payouts: read",
+}
+# What goes without a resource the key may not read.
+NEEDED_FOR = {
+    "subscriptions": "investor metrics",
+    "invoices": "investor metrics",
+    "payouts": "the Payouts tab",
+}
 
 
 class StripePort(Protocol):
@@ -162,4 +172,19 @@ class StripePort(Protocol):
     def retrieve_invoice(self, invoice_id: str) -> dict[str, Any]:
         """One invoice as it is now (with its first lines); :class:`NotFound` if it no longer
         exists (a deleted draft)."""
+        ...
+
+    # Payouts (the Payouts tab and the journal). :class:`Unavailable` as for Billing.
+
+    def iter_payouts(self, *, gte: int, lt: int) -> Iterable[list[dict[str, Any]]]:
+        """Every page of payouts created in ``[gte, lt)``, newest first, each checked."""
+        ...
+
+    def retrieve_payout(self, payout_id: str) -> dict[str, Any]:
+        """One payout as it is now; :class:`NotFound` if Stripe has no such payout."""
+        ...
+
+    def payout_transactions(self, payout_id: str) -> list[dict[str, Any]] | None:
+        """Every balance transaction an automatic payout settled, its own included, each
+        checked; None when Stripe refuses the ``payout`` filter for it (a manual payout)."""
         ...

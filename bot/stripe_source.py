@@ -24,6 +24,7 @@ from bot.inbound import (
     InvalidStripeData,
     check_invoice,
     check_invoice_line,
+    check_payout,
     check_subscription,
     check_transaction,
     refuse,
@@ -32,7 +33,14 @@ from bot.inbound import (
 from bot.periods import Interval
 from bot.ratelimit import TokenBucket
 from bot.retry import RetryPolicy, retry_after
-from bot.stripe_port import BILLING_PERMISSIONS, PAGE_SIZE, NotFound, Paging, Unavailable
+from bot.stripe_port import (
+    BILLING_PERMISSIONS,
+    NEEDED_FOR,
+    PAGE_SIZE,
+    NotFound,
+    Paging,
+    Unavailable,
+)
 
 if TYPE_CHECKING:
     import stripe
@@ -151,7 +159,7 @@ class StripeSource:
                 permission = BILLING_PERMISSIONS[resource]
                 raise Unavailable(
                     f"STRIPE_SECRET_KEY ({self._key.masked()}) may not read {resource}, which "
-                    "investor metrics need; the P&L is reported without them",
+                    f"{NEEDED_FOR[resource]} need; the P&L is reported without them",
                     resource=resource,
                     fix=f"give the restricted key read access to {permission.split(':')[0]} "
                     f"({permission!r}) in the Stripe Dashboard",
@@ -244,8 +252,8 @@ class StripeSource:
             # A list URL is never "not found" at Stripe: the server does not serve it.
             raise Unavailable(
                 f"the Stripe API at {self.api_base or 'https://api.stripe.com'} does not serve "
-                f"{path} (HTTP 404), so revbot cannot read {resource} for investor metrics; the "
-                "P&L is reported without them",
+                f"{path} (HTTP 404), so revbot cannot read {resource} for "
+                f"{NEEDED_FOR[resource]}; the P&L is reported without them",
                 resource=resource,
                 fix="point STRIPE_API_BASE at a server that serves Stripe Billing, or unset it",
             ) from e
@@ -373,6 +381,51 @@ class StripeSource:
         invoice = self._retrieve("invoices", "invoice", invoice_id)
         check_invoice(invoice)
         return invoice
+
+    # -- payouts ----------------------------------------------------------------------------
+
+    def iter_payouts(self, *, gte: int, lt: int) -> Iterator[list[dict[str, Any]]]:
+        return self._iter_billing("payouts", "payout", {}, check_payout, gte=gte, lt=lt)
+
+    def retrieve_payout(self, payout_id: str) -> dict[str, Any]:
+        payout = self._retrieve("payouts", "payout", payout_id)
+        check_payout(payout)
+        return payout
+
+    def payout_transactions(self, payout_id: str) -> list[dict[str, Any]] | None:
+        import stripe
+
+        client = self.client
+        params: dict[str, Any] = {"payout": _path_id(payout_id), "limit": PAGE_SIZE}
+        manual = False
+
+        def page() -> Any:
+            nonlocal manual
+            try:
+                return client.raw_request("get", "/v1/balance_transactions", **params)
+            except stripe.InvalidRequestError as e:
+                if getattr(e, "param", None) != "payout":
+                    raise
+                manual = True  # Stripe lists only what an automatic payout settled
+                return None
+
+        out: list[dict[str, Any]] = []
+        guard = Paging(0, 0, noun="balance transaction", ceiling=100_000, holder="a payout")
+        while True:
+            response = self.call(f"listing what payout {payout_id} settled", page)
+            if manual:
+                return None
+            body = response.data
+            data = body.get("data") if isinstance(body, dict) else None
+            has_more = body.get("has_more") if isinstance(body, dict) else None
+            if not isinstance(data, list) or not isinstance(has_more, bool):
+                raise ServiceError(f"Stripe sent what payout {payout_id} settled without its data")
+            for txn in data:
+                check_transaction(txn)
+            out.extend(data)
+            if not has_more or not data:
+                return out
+            params = {**params, "starting_after": guard.next(str(data[-1]["id"]))}
 
     def account(self) -> dict[str, Any]:
         acct = self.call("reading the account", lambda: self.client.v1.accounts.retrieve_current())

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from bot.config import Settings
 from bot.dashboard.base import Dashboard
+from bot.errors import ConfigError
 from bot.jobs.context import Context
 from bot.jobs.investor_email import Email
 from bot.ledger import Ledger
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
 
     from bot.mail.senders import Mailer
     from bot.stripe_source import StripeSource
+    from bot.xero import XeroBooks
 
 
 def settings(
@@ -76,6 +78,34 @@ def make_mailer(settings: Settings) -> Mailer:
     from bot.mail.outbox import OutboxMailer
 
     return OutboxMailer(outbox_dir=settings.data_dir / "outbox")
+
+
+def make_books(settings: Settings) -> XeroBooks:
+    """Xero, for `journal --to xero`: a Custom Connection's client id and secret."""
+    from bot.xero import XeroBooks
+
+    if not (settings.xero_client_id and settings.xero_client_secret):
+        missing = [
+            name
+            for name, value in (
+                ("XERO_CLIENT_ID", settings.xero_client_id),
+                ("XERO_CLIENT_SECRET", settings.xero_client_secret),
+            )
+            if not value
+        ]
+        raise ConfigError(
+            f"{' and '.join(missing)} {'are' if len(missing) > 1 else 'is'} not set; "
+            "`journal --to xero` needs a Xero Custom "
+            "Connection (developer.xero.com > My Apps > New app > Custom connection, scope "
+            "accounting.transactions and accounting.settings.read): put its client id and "
+            "secret in the environment or .env"
+        )
+    return XeroBooks(
+        settings.xero_client_id,
+        settings.xero_client_secret.reveal(),
+        api_url=settings.xero_api_url,
+        identity_url=settings.xero_identity_url,
+    )
 
 
 def make_source(settings: Settings) -> StripeSource:

@@ -163,6 +163,32 @@ CASES = [
          "--until 0001-01-02 is before Stripe existed; use a day from 2010-01-01 on, e.g. 2026-10-31"),
     Case("month-before-stripe", "`monthly --month 2009-12`", ("monthly", "--month", "2009-12"), 2,
          "--month 2009-12 is before Stripe existed; use a month from 2010-01 on, e.g. 2026-10"),
+    # -- journal --------------------------------------------------------------------------
+    Case("journal-format", "`journal --month <last month> --format sage`",
+         ("journal", "--month", "<last month>", "--format", "sage"), 2,
+         "--format 'sage' is not a journal format; use csv, xero, quickbooks"),
+    Case("journal-to", "`journal --month <last month> --to sheets`",
+         ("journal", "--month", "<last month>", "--to", "sheets"), 2,
+         "--to 'sheets' is not where revbot posts journals; use --to xero"),
+    Case("accounting-accounts", "`ACCOUNTING_ACCOUNTS=sales=200,tea=1`",
+         ("journal", "--month", "<last month>"), 78,
+         "ACCOUNTING_ACCOUNTS: unknown key 'tea'; use sales, refunds, disputes, fees, other, "
+         "clearing, bank, e.g. sales=200,fees=404,clearing=610,bank=090",
+         env={"ACCOUNTING_ACCOUNTS": "sales=200,tea=1"}),
+    Case("xero-unset", "`journal --month <last month> --to xero` without Xero settings",
+         ("journal", "--month", "<last month>", "--to", "xero"), 78,
+         "XERO_CLIENT_ID and XERO_CLIENT_SECRET are not set; `journal --to xero` needs a Xero "
+         "Custom Connection (developer.xero.com > My Apps > New app > Custom connection, scope "
+         "accounting.transactions and accounting.settings.read): put its client id and secret in "
+         "the environment or .env"),
+    Case("xero-url", "`XERO_API_URL=api.xero.local`", ("journal", "--month", "<last month>"), 78,
+         "XERO_API_URL='api.xero.local' is not a URL; use e.g. http://127.0.0.1:12111",
+         env={"XERO_API_URL": "api.xero.local"}),
+    Case("journal-not-reported", "`journal --month <last month>` before any report",
+         ("journal", "--month", "<last month>"), 75,
+         "<last month> is not reported yet, so it has no journal (no ledger at "
+         "<cwd>/data/state.sqlite); run `revbot backfill --since <last month>-01` and `revbot "
+         "monthly --month <last month>` first"),
     # -- the Stripe key and mode -------------------------------------------------------
     Case("publishable-key", "`STRIPE_SECRET_KEY=pk_live_…` (a publishable key)", ("daily",), 78,
          "STRIPE_SECRET_KEY is a publishable key (pk_live_…wxyz); revbot needs a secret (sk_) or "
@@ -390,8 +416,8 @@ def render_table() -> str:
     out += [
         "",
         "`<today>`, `<yesterday>`, `<this month>` and the like stand for the real dates; `…/` for the "
-        "directory the file is in. Exit codes: 2 bad usage, 78 a configuration error, 1 a failure "
-        "a human must look at. Nothing is written in any of these cases, except that a run that "
+        "directory the file is in. Exit codes: 2 bad usage, 78 a configuration error, 75 not "
+        "possible yet (try again later), 1 a failure a human must look at. Nothing is written in any of these cases, except that a run that "
         "cannot write the workbook keeps what it synced in the ledger, queued for the dashboard.",
     ]
     return "\n".join(out) + "\n"
@@ -413,7 +439,7 @@ def test_the_readme_shows_the_same_table() -> None:
 
 def test_every_case_is_distinct() -> None:
     assert len({c.id for c in CASES}) == len(CASES)
-    assert all(c.code in (1, 2, 78) for c in CASES)
+    assert all(c.code in (1, 2, 75, 78) for c in CASES)
 
 
 if __name__ == "__main__":

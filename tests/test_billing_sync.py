@@ -570,7 +570,7 @@ def test_a_ledger_of_the_previous_schema_is_upgraded_when_opened(
     assert run.exit_code == 0, run.stderr
     ledger = _ledger(cli)
     try:
-        assert ledger.get_meta("schema_version") == str(SCHEMA_VERSION) == "3"
+        assert ledger.get_meta("schema_version") == str(SCHEMA_VERSION) == "4"
         assert DAY in ledger.synced_days("UTC") and ledger.transaction_count() > 0
         subs, invoices = billing_store.billing_objects(ledger)
         assert len(subs) == len(sandbox_billing.subscriptions)
@@ -579,7 +579,7 @@ def test_a_ledger_of_the_previous_schema_is_upgraded_when_opened(
         ledger.close()
     # An older revbot refuses the upgraded ledger rather than write into what it cannot read.
     with sqlite3.connect(path) as conn:
-        conn.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
+        conn.execute("UPDATE meta SET value = '5' WHERE key = 'schema_version'")
     run = cli("status")
     assert run.exit_code == 1 and "newer revbot" in run.stderr
 

@@ -346,8 +346,9 @@ def check(inst: Installation, account: SandboxAccount) -> Outcome:
     sheets, sandbox, resend = inst.sheets, inst.sandbox, inst.resend
     assert sheets.violations == [] and resend.violations == []
 
-    # Report runs: each of the two created once at Stripe, however the kills fell.
-    assert sandbox.stats.report_runs_created == 2
+    # Report runs: each of the three (the two of the P&L, the payouts' reconciliation)
+    # created once at Stripe, however the kills fell.
+    assert sandbox.stats.report_runs_created == 3
     # Each investor got exactly one message, the month's, addressed to them alone.
     got = Counter(m["to"][0] for m in resend.messages)
     assert got == Counter(INVESTORS), got
@@ -404,7 +405,8 @@ def check(inst: Installation, account: SandboxAccount) -> Outcome:
 
     # No half-written file is left behind.
     assert not list(inst.data.rglob("*.part")) and not list(inst.data.rglob("*.tmp"))
-    assert len(list((inst.data / "archive").glob("*.csv"))) == 2
+    # The P&L's two reports, and the payouts' one.
+    assert len(list((inst.data / "archive").glob("*.csv"))) == 3
     # updated_at (Daily's last column) says when revbot saw a change: it differs run to run.
     return Outcome(
         daily={k: r[:12] for k, r in daily.items()},

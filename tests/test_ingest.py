@@ -467,7 +467,7 @@ def test_a_schema_1_ledger_is_upgraded_in_place(tmp_path: Path) -> None:
 
     ledger = Ledger.open(path)
     assert stored_rows(ledger) == before
-    assert ledger.get_meta("schema_version") == str(SCHEMA_VERSION) == "3"
+    assert ledger.get_meta("schema_version") == str(SCHEMA_VERSION) == "4"
     with ledger.transaction() as conn:
         names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
     assert {"transactions_id", "transactions_created"} <= names

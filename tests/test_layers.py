@@ -22,7 +22,7 @@ BOT = REPO / "bot"
 # The pure core imports nothing of ours but each other (and the errors every layer raises).
 CORE = {
     "bot.money", "bot.periods", "bot.pnl", "bot.errors", "bot.text", "bot.metrics",
-    "bot.metrics_input",
+    "bot.metrics_input", "bot.journal",
 }  # fmt: skip
 # What a layer must never import, by prefix.
 ABOVE_ADAPTERS = ("bot.jobs", "bot.cli", "bot.exits", "bot.wiring", "bot.output", "bot.demo",
@@ -32,6 +32,8 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "bot.mail": ABOVE_ADAPTERS,
     "bot.ledger": ABOVE_ADAPTERS,
     "bot.billing_store": ABOVE_ADAPTERS,
+    "bot.books_store": ABOVE_ADAPTERS,
+    "bot.xero": ABOVE_ADAPTERS,
     "bot.records": ABOVE_ADAPTERS,
     "bot.stripe_source": ABOVE_ADAPTERS,
     "bot.stripe_port": ABOVE_ADAPTERS,
@@ -50,6 +52,8 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
         "bot.dashboard.sheets_requests",
         "bot.dashboard.workbook",
         "bot.mail.resend_sender",
+        "bot.xero",
+        "xero_python",
         "stripe",
         "gspread",
         "resend",

@@ -71,12 +71,13 @@ def test_report_equals_ledger_to_the_cent_and_reconciles(
         assert total.quantize(Decimal("0.001")) == Decimal(str(row["net_revenue"])).quantize(
             Decimal("0.001")
         )
-    assert sandbox.stats.report_runs_created == 2
+    # The P&L's two reports, and the payouts' reconciliation.
+    assert sandbox.stats.report_runs_created == 3
     archive = Path(cli.env["DATA_DIR"]) / "archive"
-    assert len(list(archive.glob("*.csv"))) == 2
+    assert len(list(archive.glob("*.csv"))) == 3
     # A second run reuses the recorded runs and files: no new run at Stripe, no duplicate row.
     assert cli("monthly", "--month", str(LAST), "--no-send").exit_code == 0
-    assert sandbox.stats.report_runs_created == 2
+    assert sandbox.stats.report_runs_created == 3
     assert len([k for k in monthly_tab(cli) if k[0] == str(LAST)]) == len(expected)
 
 
@@ -132,7 +133,7 @@ def test_deferral_then_daily_retries(cli: Cli, sandbox) -> None:  # type: ignore
     run = cli("daily")
     assert run.exit_code == 0, run.stderr
     assert str(LAST) in run.stdout
-    assert sandbox.stats.report_runs_created == 2
+    assert sandbox.stats.report_runs_created == 3
     assert any(k[0] == str(LAST) for k in monthly_tab(cli))
 
 
@@ -187,4 +188,4 @@ def test_killed_while_polling_creates_no_second_run(cli: Cli, sandbox, tmp_path:
     sandbox.report_pending_seconds = 0.0
     run = cli("monthly", "--month", str(LAST), "--no-send")
     assert run.exit_code == 0, run.stderr
-    assert sandbox.stats.report_runs_created == 2  # one per report type, however the kill fell
+    assert sandbox.stats.report_runs_created == 3  # one per report type, however the kill fell

@@ -96,9 +96,31 @@ class TransactionRow:
     source: str
 
 
+@dataclass(frozen=True, slots=True)
+class PayoutRow:
+    """One payout and what it settled. ``amount`` is the payout's (positive: money sent to the
+    bank). The breakdown (``transactions`` .. ``net``, minor units with the P&L's signs) is
+    None for a manual payout, whose transactions Stripe does not list, and ``reconciled`` is
+    then None (shown ``n/a``); otherwise it says whether ``net`` equals ``amount`` exactly."""
+
+    id: str
+    created: datetime
+    arrival_date: date | None
+    currency: str
+    amount: int
+    status: str
+    transactions: int | None
+    gross: int | None
+    fees: int | None
+    refunds: int | None
+    other: int | None
+    net: int | None
+    reconciled: bool | None
+
+
 # The Metrics tab's rows are bot.metrics.MetricsRow as the roll-forward gives them (money as
 # unrounded Fraction minor units): :func:`cells` rounds each figure on its own, where it is shown.
-Row = DailyRow | MonthlyRow | TransactionRow | MetricsRow
+Row = DailyRow | MonthlyRow | TransactionRow | MetricsRow | PayoutRow
 
 DAILY_COLUMNS: tuple[str, ...] = (
     "date", "currency", *LINE_NAMES, "charges", "refunds_count", "transactions", "updated_at",
@@ -110,6 +132,11 @@ MONTHLY_COLUMNS: tuple[str, ...] = (
 TRANSACTION_COLUMNS: tuple[str, ...] = (
     "id", "created", "available_on", "type", "reporting_category", "currency",
     "amount", "fee", "net", "status", "description", "source",
+)  # fmt: skip
+
+PAYOUT_COLUMNS: tuple[str, ...] = (
+    "id", "created", "arrival_date", "currency", "amount", "status", "transactions",
+    "gross", "fees", "refunds", "other", "net", "reconciled",
 )  # fmt: skip
 
 
@@ -127,9 +154,14 @@ MONTHLY = TabSpec("Monthly", MONTHLY_COLUMNS, 2)
 # and no MRR chart. Never trimmed.
 METRICS = TabSpec("Metrics", METRICS_COLUMNS, 2)
 TRANSACTIONS = TabSpec("Transactions", TRANSACTION_COLUMNS, 1)
+# One row per payout, keyed by its id. Like Metrics, only once there is a payout row, and
+# never trimmed.
+PAYOUTS = TabSpec("Payouts", PAYOUT_COLUMNS, 1)
 CHARTS_TITLE = "Charts"
 # Our tabs in the order they are shown: Metrics next to Monthly, both one row per month.
-TABS: tuple[TabSpec, ...] = (DAILY, MONTHLY, METRICS, TRANSACTIONS)
+TABS: tuple[TabSpec, ...] = (DAILY, MONTHLY, METRICS, TRANSACTIONS, PAYOUTS)
+# Tabs made only by the first update that carries a row for them.
+ON_FIRST_ROW: tuple[TabSpec, ...] = (METRICS, PAYOUTS)
 # The column each tab's chart plots, per currency, on the Charts tab.
 CHART_COLUMN: dict[str, str] = {
     DAILY.title: "net_revenue",
@@ -188,10 +220,32 @@ def _metrics_cells(row: MetricsRow) -> tuple[Cell, ...]:
     )
 
 
+def _payout_cells(row: PayoutRow) -> tuple[Cell, ...]:
+    ccy = row.currency
+    reconciled = Cell("text", "n/a") if row.reconciled is None else Cell("bool", row.reconciled)
+    return (
+        Cell("text", row.id),
+        Cell("datetime", row.created),
+        Cell("date", row.arrival_date),
+        Cell("text", ccy.upper()),
+        _money(row.amount, ccy),
+        Cell("text", row.status),
+        Cell("int", row.transactions),
+        _money(row.gross, ccy),
+        _money(row.fees, ccy),
+        _money(row.refunds, ccy),
+        _money(row.other, ccy),
+        _money(row.net, ccy),
+        reconciled,
+    )
+
+
 def cells(row: Row) -> tuple[Cell, ...]:
     """The row's cells in column order of its tab."""
     if isinstance(row, MetricsRow):
         return _metrics_cells(row)
+    if isinstance(row, PayoutRow):
+        return _payout_cells(row)
     if isinstance(row, DailyRow):
         return (
             Cell("date", row.date),
@@ -237,7 +291,7 @@ def key_of(row: Row) -> tuple[str, ...]:
         return (row.month, row.currency.upper())
     if isinstance(row, MetricsRow):
         return (str(row.month), row.currency.upper())
-    return (row.id,)
+    return (row.id,)  # a transaction or a payout
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,6 +304,8 @@ class DashboardUpdate:
     # The Metrics tab, upserted by (month, currency) like Monthly. The tab and its MRR charts
     # are made by the first update that carries a row; until then, there are none.
     metrics: Sequence[MetricsRow] = ()
+    # The Payouts tab, upserted by id; made by the first update that carries a row.
+    payouts: Sequence[PayoutRow] = ()
     # The Transactions tab keeps the days from this one on (SHEET_TRANSACTIONS_DAYS): rows of
     # older days (by ``created``, a local date) are removed from the tab, oldest first, and
     # none is written. None: every day is kept. ``keep_transactions=False``
@@ -264,16 +320,19 @@ class DashboardUpdate:
             return self.monthly
         if tab is METRICS:
             return self.metrics
+        if tab is PAYOUTS:
+            return self.payouts
         return self.transactions
 
     def tabs(self, existing: Collection[str]) -> list[TabSpec]:
         """Our tabs this update writes, in order, given the titles the dashboard has:
-        Transactions unless it is not kept; Metrics once it exists or a metrics row comes."""
+        Transactions unless it is not kept; Metrics and Payouts once they exist or a row of
+        theirs comes."""
         return [
             tab
             for tab in TABS
             if (tab is not TRANSACTIONS or self.keep_transactions)
-            and (tab is not METRICS or tab.title in existing or bool(self.metrics))
+            and (tab not in ON_FIRST_ROW or tab.title in existing or bool(self.rows_for(tab)))
         ]
 
 

@@ -17,13 +17,15 @@ rebuilt from it. Without an index, or without an entry for the tab, (2) is that 
 Transactions keeps the days from ``DashboardUpdate.transactions_from`` on: older rows are
 removed and none is written. Before a write that would take the spreadsheet above Google's
 cell limit, more of its oldest days go (whole days, down to 95 % of the limit) and
-``WriteResult.trimmed`` says so; Daily, Monthly, Metrics and Charts are never trimmed.
+``WriteResult.trimmed`` says so; Daily, Monthly, Metrics, Payouts and Charts are never trimmed.
 
 Values are written as typed ``CellData`` (``stringValue`` / ``numberValue``), never parsed as
 user input, so text from Stripe such as ``=IMPORTXML(...)`` or ``+1`` stays text, and numbers
 stay numbers. Only our own columns of our own tabs are written; missing tabs (never created,
 deleted, renamed) are created after the founder's own, except Metrics, which goes right after
-Monthly when Monthly is there (it comes later, with the first metrics row).
+Monthly when Monthly is there (it comes later, with the first metrics row), and Payouts (which
+comes with the first payout row), right after Transactions, else after the last of our other
+tabs.
 
 Quotas: writes are spaced ``write_interval`` apart (60/minute per user); 429 and 5xx are retried
 under :class:`bot.retry.RetryPolicy` for at most ``max_wait`` seconds, then TemporaryError (75).
@@ -59,6 +61,8 @@ from bot.dashboard.base import (
     CHARTS_TITLE,
     METRICS,
     MONTHLY,
+    ON_FIRST_ROW,
+    PAYOUTS,
     SHEETS_SPREADSHEET_CELL_LIMIT,
     TABS,
     TRANSACTIONS,
@@ -278,9 +282,9 @@ class GoogleSheetDashboard:
         by_title = {s["properties"]["title"]: s["properties"] for s in sheets}
         sheet_ids = {int(s["properties"].get("sheetId", 0)) for s in sheets}
         grids_there = {t for t, p in by_title.items() if p.get("sheetType", "GRID") == "GRID"}
-        # Metrics only when there are metrics rows: a founder's own chart sheet of that name
-        # stops nothing on an account without subscriptions.
-        needed = [t.title for t in TABS if t is not METRICS or update.metrics]
+        # Metrics and Payouts only when there are rows for them: a founder's own chart sheet of
+        # that name stops nothing on an account without subscriptions (or payouts).
+        needed = [t.title for t in TABS if t not in ON_FIRST_ROW or update.rows_for(t)]
         for title in (*needed, CHARTS_TITLE):
             if title in by_title and title not in grids_there:
                 raise ServiceError(
@@ -302,7 +306,7 @@ class GoogleSheetDashboard:
                 wide = len(tab.columns) if tab is TRANSACTIONS else NEW_SHEET_COLUMNS
                 rows = max(2, 1 + len(rows_by_tab[tab.title]))
                 grids[tab.title] = Grid(sheet_id, rows, wide, created=True, frozen=1)
-                if tab is not TRANSACTIONS:
+                if tab is not TRANSACTIONS and tab is not PAYOUTS:  # those two: once placed
                     at = _after_monthly(update, by_title) if tab is METRICS else None
                     plan.structure += new_tab(tab, sheet_id, rows, wide, index=at)
         known = self._known(update, tabs, rows_by_tab, grids, sheets, index)
@@ -319,6 +323,15 @@ class GoogleSheetDashboard:
             else:
                 plan.structure.append(removal)
             writes.append(TabWrite(TRANSACTIONS.title, 0, None, dropped=True))
+        payouts = grids.get(PAYOUTS.title)
+        if payouts is not None and payouts.created:
+            # Last, once every other tab is where this write leaves it (Transactions too). A
+            # new grid is sized to its rows: no request of the plan refers to it before.
+            gone = None if update.keep_transactions else TRANSACTIONS.title
+            at = _after_ours(PAYOUTS, sheets, plan.structure, gone=gone)
+            plan.structure += new_tab(
+                PAYOUTS, payouts.sheet_id, payouts.rows, payouts.cols, index=at
+            )
         created = tuple(t.title for t in tabs if grids[t.title].created)
         return _Prepared(plan, writes, trim, created)
 
@@ -619,6 +632,30 @@ def _after_monthly(
     if dropped is not None and int(dropped.get("index", 0)) < at:
         at -= 1  # Transactions, deleted first, sat before Monthly
     return at
+
+
+def _after_ours(
+    tab: TabSpec,
+    sheets: Sequence[Mapping[str, Any]],
+    structure: Sequence[Mapping[str, Any]],
+    *,
+    gone: str | None,
+) -> int | None:
+    """The sheet index right after the nearest of our tabs before ``tab`` in TABS, once the
+    sheet ``gone`` (Transactions, not kept) is removed and the sheets ``structure`` adds are
+    there (None: none of ours, so the new tab goes after the founder's tabs)."""
+    by_index = sorted(sheets, key=lambda s: int(s["properties"].get("index", 0)))
+    order = [str(s["properties"]["title"]) for s in by_index]
+    order = [title for title in order if title != gone]
+    for request in structure:
+        props = request.get("addSheet", {}).get("properties")
+        if props is not None:
+            at = props.get("index")
+            order.insert(len(order) if at is None else int(at), str(props["title"]))
+    for before in reversed(TABS[: TABS.index(tab)]):
+        if before.title in order:
+            return order.index(before.title) + 1
+    return None
 
 
 def _adds(request: Mapping[str, Any], title: str) -> bool:

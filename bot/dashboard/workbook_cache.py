@@ -3,8 +3,9 @@
 A SQLite file next to the workbook, owned by :class:`~bot.dashboard.workbook.WorkbookDashboard`
 and rebuilt from the ledger whenever it is missing or doubtful (it is a cache, never a source):
 
-- ``rows``: the XML of each Daily, Monthly and Metrics row, by key, with the value its chart
-  plots (``net``: net revenue; MRR for Metrics);
+- ``rows``: the XML of each Daily, Monthly, Metrics and Payouts row, by key, with the value its
+  chart plots (``net``: net revenue; MRR for Metrics; none for Payouts) and the ``period`` it
+  is ordered by (its first key column; a payout's local creation time);
 - ``txns``: each Transactions row's id, local day, sort key and a digest of its XML;
 - ``chunks``: each day of Transactions as one compressed piece (:mod:`bot.dashboard.xlsx_parts`),
   so a run re-renders the days it changes and copies every other day's bytes as they are;
@@ -113,7 +114,7 @@ class WorkbookCache:
     def put_json(self, key: str, value: Any) -> None:
         self.put(key, json.dumps(value))
 
-    # -- Daily, Monthly and Metrics rows ---------------------------------------------------
+    # -- Daily, Monthly, Metrics and Payouts rows -----------------------------------------------
 
     def row_digest(self, tab: str, key: str) -> bytes | None:
         row = self.conn.execute(
@@ -139,7 +140,7 @@ class WorkbookCache:
 
     def rows_xml(self, tab: str) -> list[str]:
         cur = self.conn.execute(
-            "SELECT xml, xml_check FROM rows WHERE tab = ? ORDER BY key", (tab,)
+            "SELECT xml, xml_check FROM rows WHERE tab = ? ORDER BY period, key", (tab,)
         )
         out = []
         for xml, stored in cur:

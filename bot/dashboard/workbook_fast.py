@@ -3,8 +3,8 @@
 openpyxl spends about 20 µs on each cell it reads or writes, so a workbook rewritten through it
 costs the whole history every morning. Here openpyxl writes only the frame of the file (each tab
 with its header, widths and frozen row; the Charts tab with its pivot and charts; the styles),
-and the data rows are put into that frame as XML: Daily, Monthly and Metrics from the rows
-kept in the cache, Transactions from one compressed piece per day, of which a run renders only
+and the data rows are put into that frame as XML: Daily, Monthly, Metrics and Payouts from the
+rows kept in the cache, Transactions from one compressed piece per day, of which a run renders only
 the days it changes (:mod:`bot.dashboard.xlsx_parts`, :mod:`bot.dashboard.workbook_cache`).
 """
 
@@ -25,11 +25,13 @@ from bot.dashboard.base import (
     DAILY,
     METRICS,
     MONTHLY,
+    PAYOUTS,
     TABS,
     TRANSACTIONS,
     XLSX_ROW_LIMIT,
     Cell,
     DashboardUpdate,
+    PayoutRow,
     Row,
     TabSpec,
     TransactionRow,
@@ -84,7 +86,8 @@ def ensure_tab(wb: Workbook, tab: TabSpec) -> Worksheet:
 def _place(titles: Sequence[str], tab: TabSpec) -> int:
     """Where a missing tab of ours goes: right after the nearest of ours before it in TABS,
     else right before the nearest after it, else at its place in TABS. So Metrics, made once
-    the first metrics row comes, lands next to Monthly wherever a founder moved the tabs."""
+    the first metrics row comes, lands next to Monthly wherever a founder moved the tabs, and
+    Payouts right after Transactions (after the last of our other tabs without it)."""
     i = TABS.index(tab)
     for before in reversed(TABS[:i]):
         if before.title in titles:
@@ -165,10 +168,24 @@ def _row_key(row: Row) -> str:
 
 
 def _net(row_cells: Sequence[Cell], tab: TabSpec) -> float | None:
-    """The value the tab's chart plots (net revenue; MRR for Metrics)."""
+    """The value the tab's chart plots (net revenue; MRR for Metrics); None for a tab without
+    a chart (Payouts)."""
+    if tab.title not in CHART_COLUMN:
+        return None
     value = row_cells[tab.columns.index(CHART_COLUMN[tab.title])].value
     # Display only: the ledger keeps the exact integers.
     return None if value is None else float(value)  # type: ignore[arg-type]
+
+
+def _order(row: Row) -> tuple[str, str]:
+    """(period, currency) a cached row is stored with; a tab's rows are written ordered by
+    period, then key. A payout's period is its local creation time, so Payouts is oldest
+    first (as the other ways of writing it leave a tab refilled in the ledger's order), not
+    in the order of its ids."""
+    if isinstance(row, PayoutRow):
+        return row.created.replace(tzinfo=None).isoformat(), row.currency.upper()
+    key = key_of(row)
+    return key[0], key[1]
 
 
 def _dedupe(rows: Iterable[Row]) -> list[Row]:
@@ -203,7 +220,7 @@ class FastWriter:
         tabs = update.tabs(had)
         result = WriteResult(created=tuple(t.title for t in tabs if t.title not in had))
         daily, monthly = _dedupe(update.daily), _dedupe(update.monthly)
-        metrics = _dedupe(update.metrics)
+        metrics, payouts = _dedupe(update.metrics), _dedupe(update.payouts)
         txns = [r for r in _dedupe(update.transactions) if isinstance(r, TransactionRow)]
         if not update.keep_transactions:
             txns = []
@@ -216,7 +233,7 @@ class FastWriter:
         # The number formats: an append-only list, so a format's place never changes.
         formats: list[str] = cache.get_json("formats", [])
         seen = set(formats)
-        for row in (*daily, *monthly, *metrics, *txns):
+        for row in (*daily, *monthly, *metrics, *payouts, *txns):
             for cell in self._cells(row):
                 if cell.value is not None and cell.kind in _FORMATTED:
                     fmt = format_of(cell)
@@ -241,7 +258,8 @@ class FastWriter:
         parts["xl/styles.xml"] = styles_xml.encode()
         self._restyle(styles)
 
-        for tab, rows in ((DAILY, daily), (MONTHLY, monthly), (METRICS, metrics)):
+        cached = ((DAILY, daily), (MONTHLY, monthly), (METRICS, metrics), (PAYOUTS, payouts))
+        for tab, rows in cached:
             if tab in tabs:
                 ins, upd = self._merge_rows(tab, rows, styles)
                 result.inserted[tab.title], result.updated[tab.title] = ins, upd
@@ -318,14 +336,14 @@ class FastWriter:
                 inserted += 1
             else:
                 updated += 1
-            k = key_of(row)
+            period, currency = _order(row)
             self.cache.put_row(
                 tab.title,
                 key,
                 digest,
                 row_xml(row_cells, styles),
-                period=k[0],
-                currency=k[1],
+                period=period,
+                currency=currency,
                 net=_net(row_cells, tab),
             )
         return inserted, updated

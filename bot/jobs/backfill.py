@@ -39,6 +39,7 @@ from zoneinfo import ZoneInfo
 from bot.errors import RevbotError, UsageError
 from bot.jobs.billing import BillingSyncResult, billing_after_pnl
 from bot.jobs.context import Context
+from bot.jobs.payouts import PayoutSyncResult, payouts_after_pnl
 from bot.jobs.projection import refresh_dashboard
 from bot.ledger import Ledger
 from bot.periods import (
@@ -83,6 +84,13 @@ class BackfillResult:
     via: str = "api"
     billing: BillingSyncResult | None = None  # None: the billing sync failed (billing_error)
     billing_error: RevbotError | None = None
+    payouts: PayoutSyncResult | None = None  # None: the payouts sync failed (payouts_error)
+    payouts_error: RevbotError | None = None
+
+    @property
+    def error(self) -> RevbotError | None:
+        """The first failure after the P&L was stored, for the command to exit with."""
+        return self.billing_error or self.payouts_error
 
 
 # -- intervals --------------------------------------------------------------------------------
@@ -622,6 +630,9 @@ def backfill(
     # a subscription that began before the range bills in it, and the investor metrics of the
     # range need it.
     billing, billing_error = billing_after_pnl(ctx)
+    # The payouts created in the range, and what each settled.
+    whole = days_interval(since, last, ctx.tz)
+    payouts, payouts_error = payouts_after_pnl(ctx, gte=whole.start, lt=whole.end)
     return BackfillResult(
         since=since,
         until=last,
@@ -637,6 +648,8 @@ def backfill(
         via=via,
         billing=billing,
         billing_error=billing_error,
+        payouts=payouts,
+        payouts_error=payouts_error,
     )
 
 

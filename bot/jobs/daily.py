@@ -13,6 +13,7 @@ from bot.jobs.billing import BillingSyncResult, billing_after_pnl
 from bot.jobs.context import Context
 from bot.jobs.investor_email import Email
 from bot.jobs.monthly import MonthlyOutcome, NoReportData, month_due, monthly_and_send
+from bot.jobs.payouts import PayoutSyncResult, payouts_after_pnl
 from bot.jobs.projection import refresh_dashboard
 from bot.jobs.sync import plan_daily_days, sync_days
 from bot.periods import day_interval, require_past_day, yesterday
@@ -36,6 +37,13 @@ class DailyResult:
     dashboard_days: list[date]
     billing: BillingSyncResult | None = None  # None: a dry run, or the billing sync failed
     billing_error: RevbotError | None = None  # why it failed, for the command to exit with
+    payouts: PayoutSyncResult | None = None  # None: a dry run, or the payouts sync failed
+    payouts_error: RevbotError | None = None
+
+    @property
+    def error(self) -> RevbotError | None:
+        """The first failure after the P&L was stored, for the command to exit with."""
+        return self.billing_error or self.payouts_error
 
 
 def daily(ctx: Context, *, day: date | None = None, dry_run: bool = False) -> DailyResult:
@@ -57,6 +65,15 @@ def daily(ctx: Context, *, day: date | None = None, dry_run: bool = False) -> Da
         summary = summarize(t.movement() for t in ctx.ledger.transactions_between(iv.start, iv.end))
     # A dry run writes nothing: the billing sync, which only stores, is left out.
     billing, billing_error = (None, None) if dry_run else billing_after_pnl(ctx)
+    payouts, payouts_error = (
+        (None, None)
+        if dry_run
+        else payouts_after_pnl(
+            ctx,
+            gte=day_interval(min([target, *outcome.days]), ctx.tz).start,
+            lt=day_interval(target, ctx.tz).end,
+        )
+    )
     return DailyResult(
         day=target,
         days_synced=outcome.days,
@@ -69,6 +86,8 @@ def daily(ctx: Context, *, day: date | None = None, dry_run: bool = False) -> Da
         dashboard_days=written,
         billing=billing,
         billing_error=billing_error,
+        payouts=payouts,
+        payouts_error=payouts_error,
     )
 
 

@@ -24,6 +24,7 @@ from bot.jobs.investor_email import (
     pending_recipients,
     send_month,
 )
+from bot.jobs.payouts import check_payout_report
 from bot.jobs.projection import (
     apply_to_dashboard,
     dashboard_update_for_days,
@@ -212,6 +213,11 @@ def monthly(
         # The re-sync above may have queued days for the Daily tab too.
         refresh_dashboard(ctx)
         refresh_metrics(ctx)
+        # The month's payouts against Stripe's own reconciliation of them (skipped, never
+        # failing the month, where the account has no such report).
+        check_payout_report(
+            ctx, month=target, archive_dir=archive_dir, mode=mode, deadline=poll_deadline
+        )
     return MonthlyResult(
         target, figures, reconciled, mismatches, source_label, livemode, rows, dry_run=dry_run
     )

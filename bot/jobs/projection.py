@@ -9,14 +9,16 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
+from bot import books_store
 from bot.billing_store import billing_version
 from bot.dashboard.base import (
     DailyRow,
     DashboardUpdate,
     MonthlyRow,
+    PayoutRow,
     TransactionRow,
     WriteResult,
 )
@@ -25,7 +27,7 @@ from bot.jobs.metrics import roll_forward_from_ledger
 from bot.ledger import DASHBOARD_TRIMMED, StoredTransaction
 from bot.metrics import MetricsRow
 from bot.periods import Month, day_interval, iter_days, last_closed_month, local_datetime
-from bot.pnl import CurrencyFigures, Movement, mom_fraction, summarize
+from bot.pnl import CurrencyFigures, Movement, mom_fraction, settled, summarize
 
 log = logging.getLogger(__name__)
 
@@ -74,12 +76,41 @@ def transaction_row(t: StoredTransaction, tz: ZoneInfo) -> TransactionRow:
     )
 
 
+def payout_row(p: books_store.StoredPayout, tz: ZoneInfo) -> PayoutRow:
+    raw = p.raw
+    arrival = raw.get("arrival_date")
+    # Stripe's arrival_date is a day, sent as its UTC midnight: read it in UTC.
+    arrival_day: date | None = (
+        datetime.fromtimestamp(arrival, UTC).date() if isinstance(arrival, int) else None
+    )
+    created: datetime = local_datetime(int(raw["created"]), tz)
+    amount = int(raw["amount"])
+    s = settled(p.settled) if p.automatic and p.listed else None
+    return PayoutRow(
+        id=p.id,
+        created=created,
+        arrival_date=arrival_day,
+        currency=str(raw["currency"]).lower(),
+        amount=amount,
+        status=str(raw["status"]),
+        transactions=None if s is None else s.transactions,
+        gross=None if s is None else s.gross,
+        fees=None if s is None else s.fees,
+        refunds=None if s is None else s.refunds,
+        other=None if s is None else s.other,
+        net=None if s is None else s.net,
+        # Manual payouts (or not listed yet): n/a.
+        reconciled=None if s is None else s.net == amount,
+    )
+
+
 def dashboard_update_for_days(
     ctx: Context,
     days: Iterable[date],
     *,
     monthly: Sequence[MonthlyRow] = (),
     metrics: Sequence[MetricsRow] = (),
+    payouts: Sequence[PayoutRow] = (),
 ) -> DashboardUpdate:
     """Daily rows of ``days`` and their transactions (those of days the Transactions tab keeps,
     SHEET_TRANSACTIONS_DAYS), with the Transactions window for the dashboard to trim to."""
@@ -97,6 +128,7 @@ def dashboard_update_for_days(
         daily=daily,
         monthly=monthly,
         metrics=metrics,
+        payouts=payouts,
         transactions=transactions,
         transactions_from=first if keep else None,
         keep_transactions=keep,
@@ -138,7 +170,7 @@ def refill_created_tabs(ctx: Context, created: Iterable[str], *, already: Iterab
     everything the ledger knows, not only today's rows: the dashboard is a projection of the
     ledger and can always be rebuilt from it without calling Stripe."""
     created = set(created)
-    if not created & {"Daily", "Transactions", "Monthly", "Metrics"}:
+    if not created & {"Daily", "Transactions", "Monthly", "Metrics", "Payouts"}:
         return
     done = set(already)
     days = [d for d in ctx.ledger.synced_days(ctx.tz_name) if d not in done]
@@ -148,8 +180,16 @@ def refill_created_tabs(ctx: Context, created: Iterable[str], *, already: Iterab
         days = []
     monthly = rows_from_ledger(ctx) if "Monthly" in created else []
     metrics = metrics_rows(ctx) if "Metrics" in created else ()
-    update = dashboard_update_for_days(ctx, days, monthly=monthly, metrics=metrics)
-    if not (update.daily or update.transactions or update.monthly or update.metrics):
+    # A new dashboard (Daily made anew) gets the Payouts tab back too.
+    payouts = (
+        [payout_row(p, ctx.tz) for p in books_store.payouts(ctx.ledger)]
+        if created & {"Payouts", "Daily"}
+        else []
+    )
+    update = dashboard_update_for_days(ctx, days, monthly=monthly, metrics=metrics, payouts=payouts)
+    if not (
+        update.daily or update.transactions or update.monthly or update.metrics or update.payouts
+    ):
         return
     ctx.progress(f"refilling {', '.join(sorted(created))} from the ledger")
     apply_to_dashboard(ctx, update)

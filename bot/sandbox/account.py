@@ -21,6 +21,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from bot.money import exponent, normalize_currency
+from bot.sandbox.payouts import Payout, copy_payout, settle
 
 Transaction = dict[str, Any]
 
@@ -230,6 +231,9 @@ class SandboxAccount:
         self._keys: list[tuple[int, str]] = []
         # payout source id (po_...) -> ids of the transactions it paid out, itself included.
         self._payout_members: dict[str, frozenset[str]] = {}
+        # po_... -> payout object (generated accounts only; see bot.sandbox.payouts).
+        self._payouts: dict[str, Payout] = {}
+        self._payout_keys: list[tuple[int, str]] = []
         self._load([dict(t) for t in transactions])
 
     # ----------------------------------------------------------------- construction
@@ -258,9 +262,11 @@ class SandboxAccount:
             start=_local_midnight(first, zone), end=_local_midnight(end, zone), tz=tz, seed=seed
         )
         builder = _Builder(account=account, rng=random.Random(seed), zone=zone)
-        txns, members = builder.business(first=first, days=days, scale=scale)
+        txns, members, payouts = builder.business(first=first, days=days, scale=scale)
         account._load(txns)
         account._payout_members = members
+        account._payouts = payouts
+        account._payout_keys = sorted((p["created"], p["id"]) for p in payouts.values())
         return account
 
     @classmethod
@@ -417,9 +423,26 @@ class SandboxAccount:
             return [self._by_id[i] for _, i in self._keys[:hi]]
 
     def payout_members(self, payout_id: str) -> frozenset[str] | None:
-        """Ids of the transactions paid out by payout ``po_...`` (None if unknown)."""
+        """Ids of the transactions paid out by payout ``po_...`` (None if unknown).
+
+        Known for manual payouts too, although Stripe's ``payout=`` filter refuses them.
+        """
         with self._lock:
             return self._payout_members.get(payout_id)
+
+    @property
+    def payouts(self) -> list[Payout]:
+        """Copies of the payout objects, **newest first** like the API (ties: larger id first).
+
+        Only :meth:`generate` makes payout objects; other accounts have none.
+        """
+        with self._lock:
+            return [copy_payout(self._payouts[i]) for _, i in reversed(self._payout_keys)]
+
+    def payout(self, payout_id: str) -> Payout | None:
+        """The stored payout object ``po_...`` (read-only: do not mutate it), or None."""
+        with self._lock:
+            return self._payouts.get(payout_id)
 
     def page(
         self,
@@ -543,7 +566,7 @@ class _Builder:
 
     def business(
         self, *, first: dt.date, days: int, scale: float
-    ) -> tuple[list[Transaction], dict[str, frozenset[str]]]:
+    ) -> tuple[list[Transaction], dict[str, frozenset[str]], dict[str, Payout]]:
         rng, zone, end_ts = self.rng, self.zone, self.account.end
         bounds = [_local_midnight(first + dt.timedelta(days=i), zone) for i in range(days + 1)]
         currencies = list(_CURRENCY_WEIGHTS)
@@ -585,10 +608,29 @@ class _Builder:
                 )
         txns = [t for t in txns if t["created"] < end_ts]
         payouts, members = self._payouts(txns, bounds, days)
-        txns.extend(payouts)
+        # Payout objects, the manual and the failed payout: from a generator of their own, so
+        # that every transaction and id made above stays what it was.
+        side = random.Random(f"sandbox-payouts-{self.account.seed}")
+        settled = settle(
+            payouts,
+            members,
+            start=self.account.start,
+            end=end_ts,
+            rng=side,
+            new_id=lambda prefix: self._fresh_id(side, prefix),
+        )
+        txns.extend(settled.transactions)
         for txn in txns:
             txn["status"] = "available" if txn["available_on"] <= end_ts else "pending"
-        return txns, members
+        return txns, settled.members, settled.payouts
+
+    def _fresh_id(self, rng: random.Random, prefix: str) -> str:
+        """Like :meth:`id`, from another generator (so the main sequence is left alone)."""
+        while True:
+            candidate = f"{prefix}_{SandboxAccount._random_id(rng)}"
+            if candidate not in self.ids:
+                self.ids.add(candidate)
+                return candidate
 
     def _aftermath(self, charge: Transaction, *, forced_dispute: bool) -> list[Transaction]:
         """The refund or dispute (and dispute reversal) a charge may lead to."""

@@ -1,7 +1,8 @@
 """The sandbox's Reporting API report types and the CSV files their runs produce.
 
 Computed straight from balance-transaction dicts (never through revbot's own P&L code), with
-money in decimal major units of each currency's own decimals, as Stripe's CSVs have it.
+money in decimal major units of each currency's own decimals, as Stripe's CSVs have it. The
+payout reconciliation also reads the account's payout objects and what each paid out.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import csv
 import datetime as dt
 import functools
 import io
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -53,6 +54,10 @@ _ITEMIZED_EXTRA = (
     "payment_intent_id", "invoice_id", "subscription_id", "payment_method_type",
     "dispute_reason",
 )  # fmt: skip
+_PAYOUT_COLUMNS = (
+    "automatic_payout_id", "automatic_payout_effective_at_utc", "automatic_payout_effective_at",
+)  # fmt: skip
+_PAYOUT_ITEMIZED_DEFAULT = _ITEMIZED_DEFAULT + _PAYOUT_COLUMNS
 _COMMON_PARAMS = frozenset({"interval_start", "interval_end", "timezone", "currency", "columns"})
 
 REPORT_TYPES: dict[str, ReportType] = {
@@ -82,8 +87,20 @@ REPORT_TYPES: dict[str, ReportType] = {
             columns=_ITEMIZED_DEFAULT + _ITEMIZED_EXTRA,
             parameters=_COMMON_PARAMS | {"reporting_category"},
         ),
+        ReportType(
+            id="payout_reconciliation.itemized.5",
+            name="Payout reconciliation (itemized)",
+            version=5,
+            default_columns=_PAYOUT_ITEMIZED_DEFAULT,
+            columns=_PAYOUT_ITEMIZED_DEFAULT
+            + tuple(c for c in _ITEMIZED_EXTRA if c not in _PAYOUT_COLUMNS),
+            parameters=_COMMON_PARAMS | {"reporting_category"},
+        ),
     )
 }
+
+# A payout object and the ids of the balance transactions it paid out (its own included).
+SettledPayout = tuple[Mapping[str, Any], frozenset[str]]
 
 
 @dataclass(frozen=True)
@@ -115,12 +132,16 @@ def _stamp(ts: int, zone: ZoneInfo) -> str:
 
 
 def report_rows(
-    report_type: ReportType, params: RunParameters, transactions: Sequence[dict[str, Any]]
+    report_type: ReportType,
+    params: RunParameters,
+    transactions: Sequence[dict[str, Any]],
+    payouts: Sequence[SettledPayout] = (),
 ) -> Iterator[list[str]]:
     """The CSV rows (header first) of a run over ``transactions`` (oldest first).
 
     ``transactions`` must hold every transaction created before ``interval_end`` (the balance
-    summary needs the history for its starting balance); rows are produced lazily.
+    summary needs the history for its starting balance); ``payouts`` (any order) are read by
+    the payout reconciliation only. Rows are produced lazily.
     """
     columns = list(params.columns or report_type.default_columns)
     yield columns
@@ -128,6 +149,8 @@ def report_rows(
         body = _balance_summary(params, transactions)
     elif report_type.id == "balance_change_from_activity.summary.1":
         body = _activity_summary(params, transactions)
+    elif report_type.id == "payout_reconciliation.itemized.5":
+        body = _payout_reconciliation(params, transactions, payouts)
     else:
         body = _itemized(params, transactions)
     for record in body:
@@ -211,9 +234,11 @@ def _balance_summary(
             }
 
 
+_UTC = ZoneInfo("UTC")
+
+
 def _itemized(params: RunParameters, txns: Sequence[dict[str, Any]]) -> Iterator[dict[str, str]]:
     zone = ZoneInfo(params.timezone)
-    utc = ZoneInfo("UTC")
     # available_on takes few distinct values (mostly UTC midnights): render each once.
     available = functools.lru_cache(maxsize=4096)(_stamp)
     for txn in _in_interval(params, txns):
@@ -222,27 +247,73 @@ def _itemized(params: RunParameters, txns: Sequence[dict[str, Any]]) -> Iterator
             continue
         if params.reporting_category is not None and category != params.reporting_category:
             continue
-        currency = txn["currency"]
-        source = txn["source"] if isinstance(txn["source"], str) else ""
-        yield {
-            "balance_transaction_id": txn["id"],
-            "created_utc": _stamp(txn["created"], utc),
-            "created": _stamp(txn["created"], zone),
-            "available_on_utc": available(txn["available_on"], utc),
-            "available_on": available(txn["available_on"], zone),
-            "currency": currency,
-            "gross": money(txn["amount"], currency),
-            "fee": money(txn["fee"], currency),
-            "net": money(txn["net"], currency),
-            "reporting_category": category,
-            "source_id": source,
-            "description": txn["description"] or "",
-            "customer_facing_amount": money(txn["amount"], currency)
-            if category == "charge"
-            else "",
-            "customer_facing_currency": currency if category == "charge" else "",
-            "charge_id": source if source.startswith(("ch_", "py_")) else "",
+        yield _itemized_record(txn, zone, available)
+
+
+def _itemized_record(
+    txn: Mapping[str, Any], zone: ZoneInfo, available: Callable[[int, ZoneInfo], str] = _stamp
+) -> dict[str, str]:
+    """The columns an itemized report has for one balance transaction."""
+    category = txn["reporting_category"]
+    currency = txn["currency"]
+    source = txn["source"] if isinstance(txn["source"], str) else ""
+    return {
+        "balance_transaction_id": txn["id"],
+        "created_utc": _stamp(txn["created"], _UTC),
+        "created": _stamp(txn["created"], zone),
+        "available_on_utc": available(txn["available_on"], _UTC),
+        "available_on": available(txn["available_on"], zone),
+        "currency": currency,
+        "gross": money(txn["amount"], currency),
+        "fee": money(txn["fee"], currency),
+        "net": money(txn["net"], currency),
+        "reporting_category": category,
+        "source_id": source,
+        "description": txn["description"] or "",
+        "customer_facing_amount": money(txn["amount"], currency) if category == "charge" else "",
+        "customer_facing_currency": currency if category == "charge" else "",
+        "charge_id": source if source.startswith(("ch_", "py_")) else "",
+    }
+
+
+def _payout_reconciliation(
+    params: RunParameters, txns: Sequence[dict[str, Any]], payouts: Sequence[SettledPayout]
+) -> Iterator[dict[str, str]]:
+    """One row per balance transaction settled by an automatic payout that was paid and whose
+    ``arrival_date`` (the payout's effective time) is in the interval; the payout's own
+    transaction is not a row. Ordered by payout (effective time, created, id), then by
+    transaction (created, id)."""
+    zone = ZoneInfo(params.timezone)
+    available = functools.lru_cache(maxsize=4096)(_stamp)
+    by_id = {t["id"]: t for t in txns}
+    chosen = sorted(
+        (
+            (payout, members)
+            for payout, members in payouts
+            if payout["automatic"]
+            and payout["status"] == "paid"
+            and params.interval_start <= payout["arrival_date"] < params.interval_end
+        ),
+        key=lambda pm: (pm[0]["arrival_date"], pm[0]["created"], pm[0]["id"]),
+    )
+    for payout, members in chosen:
+        effective = payout["arrival_date"]
+        payout_columns = {
+            "automatic_payout_id": payout["id"],
+            "automatic_payout_effective_at_utc": _stamp(effective, _UTC),
+            "automatic_payout_effective_at": _stamp(effective, zone),
         }
+        settled = sorted(
+            (by_id[i] for i in members if i != payout["balance_transaction"]),
+            key=lambda t: (t["created"], t["id"]),
+        )
+        for txn in settled:
+            if params.currency is not None and txn["currency"] != params.currency:
+                continue
+            category = txn["reporting_category"]
+            if params.reporting_category is not None and category != params.reporting_category:
+                continue
+            yield {**_itemized_record(txn, zone, available), **payout_columns}
 
 
 def csv_chunks(rows: Iterable[list[str]], *, chunk_size: int = 64 * 1024) -> Iterator[bytes]:

@@ -43,7 +43,16 @@ from bot.sandbox.params import (
     _string,
     decode_params,
 )
-from bot.sandbox.reports import REPORT_TYPES, ReportType, RunParameters, csv_chunks, report_rows
+from bot.sandbox.payout_routes import PayoutApi
+from bot.sandbox.payouts import MANUAL_FILTER_MESSAGE
+from bot.sandbox.reports import (
+    REPORT_TYPES,
+    ReportType,
+    RunParameters,
+    SettledPayout,
+    csv_chunks,
+    report_rows,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -114,6 +123,7 @@ class _File:
     created: int
     run: _Run
     snapshot: list[dict[str, Any]] = field(repr=False)
+    payouts: list[SettledPayout] = field(default_factory=list, repr=False)
     size: int = 0
 
 
@@ -193,6 +203,9 @@ class SandboxServer:
     report run stays ``pending``) and ``data_available_end`` (unix seconds; None = the latest
     UTC midnight not after min(now, account end)) can also be changed while running.
     ``billing`` adds the Billing endpoints (subscriptions, invoices) of a :class:`BillingApi`.
+    The payout endpoints (``/v1/payouts``) are always served, over the account's payouts;
+    ``payouts`` passes a :class:`PayoutApi` of one's own (say one whose restricted keys lack
+    the read permission).
     """
 
     def __init__(
@@ -207,9 +220,11 @@ class SandboxServer:
         report_pending_seconds: float = 0.0,
         data_available_end: int | None = None,
         billing: BillingApi | None = None,
+        payouts: PayoutApi | None = None,
     ) -> None:
         self.account = account
         self.billing = billing
+        self.payouts = PayoutApi() if payouts is None else payouts
         self.host = host
         self.port = port
         self.latency = latency
@@ -359,6 +374,7 @@ class SandboxServer:
             ("GET", "/v1/files/{file}", self._get_file),
             ("GET", "/v1/files/{file}/contents", self._get_file_contents),
         ]
+        table += self.payouts.routes(self)
         if self.billing is not None:
             table += self.billing.routes(self)
         routes = []
@@ -671,6 +687,10 @@ class SandboxServer:
             for name in ("type", "currency", "source", "payout")
             if name in params
         }
+        if "payout" in filters:
+            payout = self.account.payout(filters["payout"])
+            if payout is not None and not payout["automatic"]:
+                raise ApiError(400, MANUAL_FILTER_MESSAGE, param="payout")
         try:
             data, has_more = self.account.page(
                 limit=limit, gte=gte, lt=lt, starting_after=after, ending_before=before, **filters
@@ -890,8 +910,17 @@ class SandboxServer:
                 run.status = "failed"
                 return
             snapshot = self.account.snapshot(before=run.params.interval_end)
+            payouts: list[SettledPayout] = []
+            if run.report_type.id.startswith("payout_reconciliation."):
+                for payout in self.account.payouts:
+                    members = self.account.payout_members(payout["id"])
+                    payouts.append((payout, members or frozenset()))
             file = _File(
-                id=self._new_id("file"), created=int(time.time()), run=run, snapshot=snapshot
+                id=self._new_id("file"),
+                created=int(time.time()),
+                run=run,
+                snapshot=snapshot,
+                payouts=payouts,
             )
             file.size = sum(len(chunk) for chunk in self._csv(file))
             with self._lock:
@@ -901,7 +930,9 @@ class SandboxServer:
             run.status = "succeeded"
 
     def _csv(self, file: _File) -> Iterator[bytes]:
-        return csv_chunks(report_rows(file.run.report_type, file.run.params, file.snapshot))
+        return csv_chunks(
+            report_rows(file.run.report_type, file.run.params, file.snapshot, file.payouts)
+        )
 
     def _file_json(self, file: _File) -> dict[str, Any]:
         return {
