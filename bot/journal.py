@@ -422,6 +422,18 @@ def rounded(journal: Journal, places: int) -> RoundedJournal:
 # -- the Xero API ---------------------------------------------------------------------------
 
 
+class LineLike(Protocol):
+    """One journal line as Xero has it: ``amount`` a debit if positive, a credit if negative
+    (:class:`XeroLine` is one, and so is what :mod:`bot.xero` reads back from Xero)."""
+
+    @property
+    def account_code(self) -> str: ...
+    @property
+    def description(self) -> str: ...
+    @property
+    def amount(self) -> Decimal: ...
+
+
 @dataclass(frozen=True, slots=True)
 class XeroLine:
     account_code: str

@@ -71,6 +71,7 @@ from xero_python.identity import IdentityApi  # type: ignore[import-untyped]
 
 from bot.deadline import RunCeilingReached, bounded
 from bot.errors import ConfigError, RevbotError, ServiceError, TemporaryError
+from bot.journal import LineLike
 from bot.retry import RetryPolicy, retry_after
 
 log = logging.getLogger(__name__)
@@ -91,17 +92,6 @@ _CREDENTIALS_FIX = (
     "XERO_CLIENT_ID and XERO_CLIENT_SECRET (the environment or .env); generate a new secret "
     "there if it is lost"
 )
-
-
-class LineLike(Protocol):
-    """One journal line to send: ``amount`` a debit if positive, a credit if negative."""
-
-    @property
-    def account_code(self) -> str: ...
-    @property
-    def description(self) -> str: ...
-    @property
-    def amount(self) -> Decimal: ...
 
 
 class JournalLike(Protocol):

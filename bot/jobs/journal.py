@@ -23,13 +23,20 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
-from decimal import Decimal
 from pathlib import Path
 from typing import Protocol
 
 from bot import books_store as store
 from bot.errors import ServiceError, TemporaryError
-from bot.journal import Accounts, Journal, XeroJournal, build_journal, render, xero_journal
+from bot.journal import (
+    Accounts,
+    Journal,
+    LineLike,
+    XeroJournal,
+    build_journal,
+    render,
+    xero_journal,
+)
 from bot.ledger import Ledger
 
 log = logging.getLogger(__name__)
@@ -67,15 +74,6 @@ class Books(Protocol):
         ...
 
 
-class FoundLine(Protocol):
-    @property
-    def account_code(self) -> str: ...
-    @property
-    def description(self) -> str: ...
-    @property
-    def amount(self) -> Decimal: ...
-
-
 class Found(Protocol):
     """A manual journal as Xero has it."""
 
@@ -86,7 +84,7 @@ class Found(Protocol):
     @property
     def date(self) -> date | None: ...
     @property
-    def lines(self) -> Sequence[FoundLine]: ...
+    def lines(self) -> Sequence[LineLike]: ...
 
 
 def month_journals(
