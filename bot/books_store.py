@@ -174,12 +174,16 @@ def payouts(
     with ledger.reading() as conn:
         if not _has_tables(conn):
             return []
-        where = "WHERE dirty = 1" if dirty_only else ""
+        where, params = ("WHERE dirty = 1", []) if dirty_only else ("", [])
+        wanted = None if ids is None else set(ids)
+        if wanted is not None and len(wanted) <= 900:  # far below SQLite's variable limit
+            params = list(wanted)
+            where = f"WHERE id IN ({','.join('?' * len(params))})" if params else "WHERE 0"
         rows = conn.execute(
-            f"SELECT id, raw, automatic, listed_status FROM payouts {where} ORDER BY created, id"
+            f"SELECT id, raw, automatic, listed_status FROM payouts {where} ORDER BY created, id",
+            params,
         ).fetchall()
-        if ids is not None:
-            wanted = set(ids)
+        if wanted is not None and len(wanted) > 900:
             rows = [r for r in rows if r[0] in wanted]
         out: list[StoredPayout] = []
         for pid, raw_text, automatic, listed in rows:

@@ -91,7 +91,8 @@ def sync_payouts(ctx: Context, *, gte: int, lt: int) -> PayoutSyncResult:
         with ledger.transaction() as conn:
             counts[store.store_payout(conn, payout)] += 1
     listed = 0
-    for pid, status in store.to_list(ledger):
+    todo = store.to_list(ledger)
+    for pid, status in todo:
         txns = source.payout_transactions(pid)
         with ledger.transaction() as conn:
             if txns is None:
@@ -100,7 +101,9 @@ def sync_payouts(ctx: Context, *, gte: int, lt: int) -> PayoutSyncResult:
                 store.store_settled(conn, pid, status, txns)
         listed += 1
     written = write_payouts(ctx)
-    off = unreconciled(store.payouts(ledger))
+    # Said for what this run read (a daily costs its day, not the account's history); `revbot
+    # status` checks them all.
+    off = unreconciled(store.payouts(ledger, ids=[*seen, *(pid for pid, _ in todo)]))
     for pid in off:
         log.warning("payout %s does not reconcile: what it settled differs from its amount", pid)
     return PayoutSyncResult(
